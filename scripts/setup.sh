@@ -13,7 +13,7 @@ FONT_PACKAGES=(
   fonts-cwtex-yen fonts-cwtex-fs fonts-ipamj-mincho fonts-kouzan-mouhitsu
 )
 # libusb: open3d's import needs it; libgl1/libglib2.0-0: opencv (pulled in by ultralytics);
-# unicode-data: Unihan.zip, source of the shipped charsets (scripts/build_charsets.py).
+# unicode-data: Unihan (Unihan_*.txt.bz2), source of the shipped charsets (scripts/build_charsets.py).
 SYSTEM_PACKAGES=(libusb-1.0-0 libgl1 libglib2.0-0 libgomp1 unicode-data fontconfig)
 
 SUDO=""

@@ -1,0 +1,33 @@
+"""Shared fixtures: tiny fonts built by fontTools in a temporary folder (no system fonts needed)."""
+from __future__ import annotations
+
+import pytest
+
+from _fonts import (  # noqa: F401  (re-exported for tests: `from conftest import TINY_DRAWN` also works)
+    TINY_ABSENT,
+    TINY_ALT_SHAPES,
+    TINY_BOXED,
+    TINY_DRAWN,
+    TINY_EMPTY,
+    TINY_SHAPES,
+    make_test_font,
+)
+from datagen.fonts import FontFace
+
+
+@pytest.fixture(scope="session")
+def tiny_font(tmp_path_factory: pytest.TempPathFactory) -> FontFace:
+    """Draws TINY_DRAWN (asymmetric shapes); TINY_EMPTY has an empty glyph, TINY_BOXED a shared '?' box."""
+    path = make_test_font(
+        tmp_path_factory.mktemp("fonts") / "tiny.ttf", TINY_SHAPES, empty=TINY_EMPTY, boxed=TINY_BOXED
+    )
+    return FontFace(path, 0, "SinoNom Tiny Regular")
+
+
+@pytest.fixture(scope="session")
+def tiny_font_alt(tmp_path_factory: pytest.TempPathFactory) -> FontFace:
+    """A second face of the same drawn characters: bolder, shifted strokes (hard distractors)."""
+    path = make_test_font(
+        tmp_path_factory.mktemp("fonts") / "tiny_alt.ttf", TINY_ALT_SHAPES, style="Bold"
+    )
+    return FontFace(path, 0, "SinoNom Tiny Bold")
