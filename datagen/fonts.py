@@ -135,6 +135,46 @@ def resolve_fonts(specs: Sequence[str | Path], available: Sequence[FontFace] | N
     return list(chosen)
 
 
+# Region and width variants of one design (Noto CJK JP/KR/SC/TC/HK, AR PL CN/HK/TW, "Mono" twins) draw
+# nearly every ideograph identically: as separate faces they would be indistinguishable "distractors".
+_VARIANT_TOKENS = ("TC", "HK", "TW", "JP", "KR", "SC", "CN", "MBE", "Mono", "Sharp")
+
+
+def design_key(face: FontFace) -> str:
+    """The face name without region / width variant tokens: faces with one key share glyph designs."""
+    return " ".join(w for w in face.label.split() if w not in _VARIANT_TOKENS)
+
+
+def distinct_faces(faces: Sequence[FontFace]) -> list[FontFace]:
+    """One face per design (see `design_key`), preferring traditional-form variants (TC, HK, TW)."""
+    def preference(face: FontFace) -> tuple[int, FontFace]:
+        words = face.label.split()
+        rank = next((i for i, token in enumerate(_VARIANT_TOKENS) if token in words), -1)
+        return rank, face
+
+    chosen: dict[str, FontFace] = {}
+    for face in sorted(faces, key=preference):
+        chosen.setdefault(design_key(face), face)
+    return sorted(chosen.values())
+
+
+def default_faces() -> list[FontFace]:
+    """The faces generators use when none are named: every distinct installed design."""
+    return distinct_faces(discover_fonts())
+
+
+@lru_cache(maxsize=64)
+def face_cmap(face: FontFace) -> frozenset[int]:
+    """Code points in the face's best cmap that map to a real glyph (not glyph 0)."""
+    try:
+        with TTFont(str(face.path), fontNumber=face.index, lazy=True) as font:
+            cmap = font.getBestCmap() or {}
+            notdef = font.getGlyphOrder()[0]
+            return frozenset(code for code, glyph in cmap.items() if glyph != notdef)
+    except FONT_READ_ERRORS as exc:
+        raise FontError(f"cannot read font {face.path}: {exc}") from exc
+
+
 # --- real coverage -----------------------------------------------------------------------------
 
 COVERAGE_VERSION = 1  # bump when the rules below change: cached results are then recomputed

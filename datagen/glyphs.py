@@ -5,7 +5,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .errors import GlyphMissingError
-from .fonts import FontFace, load_pil_font
+from .fonts import FontFace, face_cmap, load_pil_font
 
 
 def render_glyph_mask(char: str, face: FontFace, size: int = 128, fill: float = 0.84) -> np.ndarray:
@@ -13,10 +13,13 @@ def render_glyph_mask(char: str, face: FontFace, size: int = 128, fill: float = 
 
     The glyph's ink box is scaled (aspect kept) so its longer side spans `fill * size`, and centred:
     prints, meshes and depth views built from it are then aligned by construction.
-    Raises GlyphMissingError when the face draws nothing for the character.
+    Raises GlyphMissingError when the face has no glyph or draws nothing for the character (the cheap
+    checks; `fonts.face_coverage` also rejects "missing" boxes and is what generators filter with).
     """
     if len(char) != 1:
         raise ValueError(f"expected one character, got {char!r}")
+    if ord(char) not in face_cmap(face):
+        raise GlyphMissingError(f"font {face.label} has no glyph for {char!r} (U+{ord(char):04X})")
     render_px = max(64, int(size * fill * 1.5))
     font = load_pil_font(str(face.path), face.index, render_px)
     canvas = Image.new("L", (render_px * 3, render_px * 3), 0)

@@ -31,3 +31,12 @@ def tiny_font_alt(tmp_path_factory: pytest.TempPathFactory) -> FontFace:
         tmp_path_factory.mktemp("fonts") / "tiny_alt.ttf", TINY_ALT_SHAPES, style="Bold"
     )
     return FontFace(path, 0, "SinoNom Tiny Bold")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep coverage caches of the tests out of the user's ~/.cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SINONOM_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
