@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from .charsets import load_charset
 from .errors import DatagenError
-from .fonts import FontFace, default_faces, faces_coverage, resolve_fonts
+from .fonts import FontFace, default_faces, distinct_faces, faces_coverage, resolve_fonts
 from .glyphs import render_glyph_mask
 from .meshes import CarveParams, carve_block, inked_surface
 from .prints import degrade_print
@@ -103,7 +103,7 @@ def generate_training_set(config: TrainingSetConfig, out: str | Path, faces: Seq
     """Render every class and save images, labels, domains and the class table to `out` (.npz)."""
     out = Path(out)
     if faces is None:
-        faces = resolve_fonts(config.fonts) if config.fonts else default_faces()
+        faces = distinct_faces(resolve_fonts(config.fonts)) if config.fonts else default_faces()
     if not faces:
         raise DatagenError("no font faces found: install the CJK fonts (scripts/setup.sh) or pass --fonts")
     start = time.perf_counter()
