@@ -196,7 +196,7 @@ def _cmd_depth(args: argparse.Namespace) -> None:
     meshes = list_files(args.mesh, MESH_SUFFIXES, "mesh")
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    for path in tqdm(meshes, desc="depth", unit="mesh", disable=len(meshes) < 2):
+    for path in tqdm(meshes, desc="depth", unit="mesh", disable=True if len(meshes) < 2 else None):
         views = mesh_depth_views(path, size=args.size, views=args.views, seed=args.seed)
         for v, view in enumerate(views):
             Image.fromarray(view).save(args.out / f"{path.stem}_v{v}.png")

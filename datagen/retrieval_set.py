@@ -110,7 +110,8 @@ def _plan(config: RetrievalSetConfig, out: Path, faces: Sequence[FontFace]) -> l
     for q, (char, char_faces) in enumerate(zip(chosen, per_char_faces)):
         ids = tuple(str(b) for b in block_numbers[cursor : cursor + len(char_faces)])
         cursor += len(char_faces)
-        neighbours = tuple(chosen[int(i)] for i in rng.integers(0, len(chosen), 2))
+        pool = [c for c in chosen if c in coverage[char_faces[0]]]  # neighbours printed by the same face
+        neighbours = tuple(pool[int(i)] for i in rng.integers(0, len(pool), 2))
         tasks.append(_CharTask(str(q + config.start_id), char, char_faces, ids, config.seed * 100003 + q,
                                config.strength, config.resolution, config.query_size,
                                config.mesh_format, out, neighbours))
@@ -120,7 +121,10 @@ def _plan(config: RetrievalSetConfig, out: Path, faces: Sequence[FontFace]) -> l
 def generate_retrieval_set(
     config: RetrievalSetConfig, out: str | Path, faces: Sequence[FontFace] | None = None, progress: bool = True
 ) -> dict:
-    """Write a course-format retrieval set to `out`; returns a summary (counts, seconds)."""
+    """Write a course-format retrieval set to `out`; returns a summary (counts, seconds).
+
+    The progress bar shows on a terminal only (tqdm's rule), so logs and pipes stay clean.
+    """
     out = Path(out)
     if faces is None:
         faces = distinct_faces(resolve_fonts(config.fonts)) if config.fonts else default_faces()
@@ -131,7 +135,7 @@ def generate_retrieval_set(
     (out / "database").mkdir(parents=True, exist_ok=True)
     (out / "queries").mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
-    bar = tqdm(total=len(tasks), desc="retrieval-set", unit="char", disable=not progress)
+    bar = tqdm(total=len(tasks), desc="retrieval-set", unit="char", disable=None if progress else True)
     if config.workers > 1:
         with mp.get_context("spawn").Pool(config.workers) as pool:
             for result in pool.imap(_run_char_task, tasks, chunksize=2):

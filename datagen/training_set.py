@@ -89,11 +89,13 @@ def plan_classes(config: TrainingSetConfig, faces: Sequence[FontFace]) -> list[_
     if len(chosen) < config.chars:
         raise DatagenError(f"charset {config.charset!r} has only {len(drawable) - config.skip_chars} drawable "
                            f"characters after skipping {config.skip_chars}; asked for {config.chars}")
+    drawn_by = {f: [c for c in chosen if c in coverage[f]] for f in faces}  # neighbours come from the same face
     tasks = []
     for char in chosen:
         covering = [f for f in faces if char in coverage[f]]
         for i in rng.permutation(len(covering))[: config.faces_per_char]:
-            neighbours = tuple(chosen[int(j)] for j in rng.integers(0, len(chosen), 2))
+            pool = drawn_by[covering[i]]
+            neighbours = tuple(pool[int(j)] for j in rng.integers(0, len(pool), 2))
             tasks.append(_ClassTask(char, covering[i], int(rng.integers(2**31)), neighbours, config))
     return tasks
 
@@ -109,7 +111,7 @@ def generate_training_set(config: TrainingSetConfig, out: str | Path, faces: Seq
     start = time.perf_counter()
     tasks = plan_classes(config, faces)
     images, labels, domains = [], [], []
-    bar = tqdm(total=len(tasks), desc="training-set", unit="class", disable=not progress)
+    bar = tqdm(total=len(tasks), desc="training-set", unit="class", disable=None if progress else True)
     with mp.get_context("spawn").Pool(config.workers) if config.workers > 1 else _Serial() as pool:
         for label, (class_images, class_domains) in enumerate(pool.imap(_make_class, tasks, chunksize=4)):
             images.append(class_images)

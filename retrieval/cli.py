@@ -12,11 +12,17 @@ from typing import Sequence
 
 from datagen import cli as datagen_cli
 
+from . import commands
+
 EPILOG = """\
 typical session:
   sinonom datagen retrieval-set --chars 200 --out data/val        # blocks + prints + labels.csv
   sinonom datagen depth data/val/database --out views/             # look at depth views
   sinonom datagen fonts --charset nom                              # which fonts draw which characters
+  sinonom build-index --meshes data/val/database --out indexes/val # embed blocks with the shipped model
+  sinonom query data/val/queries/0.png --index indexes/val -k 5    # which block printed this?
+  sinonom benchmark data/val --baselines                           # MRR@5 / recall@k, side by side
+  sinonom demo                                                     # all of the above on 200 characters
 
 run `sinonom COMMAND --help` for the options and examples of each command.
 """
@@ -31,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     datagen_cli.register(sub)
+    commands.register(sub)
     return parser
 
 

@@ -127,17 +127,26 @@ class Embedder(nn.Module):
         return digest.hexdigest()[:16]
 
     def save(self, path: str | Path, extra: dict[str, Any] | None = None,
-             train_state: dict[str, Any] | None = None) -> Path:
+             train_state: dict[str, Any] | None = None, half: bool = False) -> Path:
         """Write the checkpoint at `path` and its resolved config as YAML beside it (`path` with .yaml).
 
         extra: YAML-safe metadata (training config, step, metrics) kept in both files.
         train_state: opaque resume state (optimizer, scheduler, RNG), kept in the checkpoint only.
+        half: store float weights as float16 (half the file, for shipping); this model's own weights
+        are rounded the same way first, so the saved fingerprint is the one the loaded model has.
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
+        if half:
+            with torch.no_grad():
+                for tensor in self.state_dict().values():
+                    if tensor.is_floating_point():
+                        tensor.copy_(tensor.half().float())
+            state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
         fingerprint = self.fingerprint()
         payload = {"format": CHECKPOINT_FORMAT, "config": self.config, "fingerprint": fingerprint,
-                   "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+                   "state_dict": state,
                    "extra": extra or {}, "train_state": train_state}
         tmp = path.with_name(path.name + ".tmp")
         torch.save(payload, tmp)
