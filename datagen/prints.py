@@ -36,7 +36,7 @@ class PrintStyle:
     jpeg_quality_min: int = 35
 
 
-def _lowfreq_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
+def lowfreq_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
     """Smooth noise in roughly [-1, 1] with features ~`sigma` px: uneven ink, paper texture, stains.
 
     Drawn on a coarse grid and upsampled: the same look as a wide Gaussian blur at a fraction of the cost.
@@ -47,7 +47,7 @@ def _lowfreq_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: floa
     return field / (np.abs(field).max() + 1e-6)
 
 
-def _stroke_weight(ink: np.ndarray, radius_px: float) -> np.ndarray:
+def stroke_weight(ink: np.ndarray, radius_px: float) -> np.ndarray:
     """Thicken (radius > 0) or thin (radius < 0) strokes by a grey dilation / erosion."""
     r = int(round(abs(radius_px)))
     if r == 0:
@@ -120,24 +120,24 @@ def degrade_print(
     ink = np.clip(ink.astype(np.float32), 0, 1)
     ink = _add_neighbours(ink, rng, neighbours, style.neighbour_prob * min(1.0, s + 0.2))
     ink = _affine(ink, rng, style, s)
-    ink = _stroke_weight(ink, rng.uniform(-0.35, 1.0) * style.stroke_weight_px * s * px)
+    ink = stroke_weight(ink, rng.uniform(-0.35, 1.0) * style.stroke_weight_px * s * px)
     # Ink spread: blur then re-threshold at a level that wanders across the block (uneven inking).
     spread = ndimage.gaussian_filter(ink, sigma=max(0.3, style.ink_spread * s * 1.5 * px))
-    level = 0.45 + 0.12 * s * _lowfreq_noise(rng, ink.shape, sigma=6 * px)
+    level = 0.45 + 0.12 * s * lowfreq_noise(rng, ink.shape, sigma=6 * px)
     edge = 0.04 + 0.03 * rng.random()
     ink = 1.0 / (1.0 + np.exp(-(spread - level) / edge))
     # Breaks: worn wood and dry ink leave gaps in the strokes.
-    breaks = _lowfreq_noise(rng, ink.shape, sigma=2.5 * px) > 1.0 - style.ink_breaks * s * 2
+    breaks = lowfreq_noise(rng, ink.shape, sigma=2.5 * px) > 1.0 - style.ink_breaks * s * 2
     ink = ink * np.where(breaks, rng.uniform(0.0, 0.5), 1.0)
 
     paper_level = rng.choice([rng.uniform(215, 250), rng.uniform(150, 215)], p=[0.7, 0.3])
     ink_level = rng.uniform(10, 70)
-    paper = paper_level + 12 * s * _lowfreq_noise(rng, ink.shape, sigma=10 * px)
+    paper = paper_level + 12 * s * lowfreq_noise(rng, ink.shape, sigma=10 * px)
     paper += 4 * s * rng.standard_normal(ink.shape) * (rng.random(ink.shape) < 0.05)  # fibres
     if rng.random() < style.stains * s:
-        stain = np.clip(_lowfreq_noise(rng, ink.shape, sigma=18 * px), 0, 1)
+        stain = np.clip(lowfreq_noise(rng, ink.shape, sigma=18 * px), 0, 1)
         paper -= rng.uniform(20, 60) * stain
-    ink_tone = ink_level + 25 * s * _lowfreq_noise(rng, ink.shape, sigma=4 * px)
+    ink_tone = ink_level + 25 * s * lowfreq_noise(rng, ink.shape, sigma=4 * px)
     img = paper * (1 - ink) + ink_tone * ink
     img = ndimage.gaussian_filter(img, sigma=max(0.0, rng.uniform(0.2, 1.0) * style.blur_px * s * px))
     img = img + rng.standard_normal(img.shape) * style.noise * s * rng.uniform(0.3, 1.0)

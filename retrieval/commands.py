@@ -91,6 +91,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path, help="checkpoint (default: the shipped model)")
     p.set_defaults(func=_cmd_demo)
 
+    from .read import register_read
+
+    register_read(sub)
+
 
 def add_benchmark_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments shared by `sinonom benchmark` and scripts/benchmark_mrr.py."""
@@ -198,24 +202,21 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
 def _cmd_demo(args: argparse.Namespace) -> None:
     from datagen.retrieval_set import RetrievalSetConfig, generate_retrieval_set
-
-    from .pipeline import build_index, draw_results, query_index, read_query_images
     from eval.course import read_labels, score_predictions
+
+    from .pipeline import build_index, draw_results, open_index, query_index, read_query_images
 
     data_dir, index_dir = args.out / "set", args.out / "index"
     summary = generate_retrieval_set(RetrievalSetConfig(chars=args.chars, seed=args.seed, resolution=192), data_dir)
     print(f"[1/3] generated {summary['blocks']} carved blocks and {summary['queries']} prints in "
           f"{summary['seconds']} s -> {data_dir}")
-    index = build_index(index_dir, model_path=args.model, meshes=data_dir / "database")
-    print(f"[2/3] indexed {len(index)} blocks -> {index_dir}")
-    from .pipeline import open_index
-
+    build_index(index_dir, model_path=args.model, meshes=data_dir / "database")
     index, model = open_index(index_dir)
-    queries = read_query_images([data_dir / "queries"])
-    results = query_index(index, model, queries, k=5)
+    print(f"[2/3] indexed {len(index)} blocks with model {index.model} -> {index_dir}")
+    results = query_index(index, model, read_query_images([data_dir / "queries"]), k=5)
     labels = read_labels(data_dir / "labels.csv")
     scores = score_predictions({Path(r.query).name: r.ids for r in results}, labels)
     truths = [labels[Path(r.query).name][0] for r in results]
     grid = draw_results(results[:8], index, args.out / "results.png", truths=truths[:8])
     print(f"[3/3] queried {len(results)} prints: MRR@5 {scores['mrr@5']:.4f}, recall@1 {scores['recall@1']:.4f}, "
-          f"recall@5 {scores['recall@5']:.4f}\n      result grid: {grid}")
+          f"recall@5 {scores['recall@5']:.4f}\n      result grid (true block framed green): {grid}")

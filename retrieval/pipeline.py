@@ -35,7 +35,7 @@ def load_model(path: str | Path | None = None) -> tuple[Embedder, Path]:
     """Load a checkpoint, or the shipped default when `path` is None."""
     path = Path(path) if path else default_model_path()
     if not path.is_file():
-        hint = " (the shipped default is missing: reinstall, or pass --model)" if not path else ""
+        hint = " (the shipped default is missing: reinstall, or pass --model)" if path == default_model_path() else ""
         raise DatagenError(f"{path}: no such model checkpoint{hint}")
     return load_embedder(path), path
 
@@ -86,9 +86,9 @@ def build_index(out: str | Path, *, model_path: str | Path | None = None, meshes
                   "kind": "image"} for p in paths]
     else:
         from datagen.charsets import load_charset
-        from datagen.fonts import resolve_fonts
+        from datagen.fonts import distinct_faces, resolve_fonts
 
-        arrays, items = template_items(load_charset(chars or "nom"), resolve_fonts(fonts), size=128)
+        arrays, items = template_items(load_charset(chars or "nom"), distinct_faces(resolve_fonts(fonts)), size=128)
         embeddings = embed_arrays(model, arrays)
     config = {"model": model.config, "model_source": str(model_path), "views": views,
               "built_from": {"meshes": str(meshes) if meshes else None, "images": str(images) if images else None,
@@ -97,8 +97,7 @@ def build_index(out: str | Path, *, model_path: str | Path | None = None, meshes
         existing.add(embeddings, items)
         index = existing
     else:
-        metric = "l2"
-        index = EmbeddingIndex.build(embeddings, items, model=model.fingerprint(), config=config, metric=metric,
+        index = EmbeddingIndex.build(embeddings, items, model=model.fingerprint(), config=config, metric="l2",
                                      index_type=index_type)
     index.save(out)
     if Path(model_path).resolve() != (out / MODEL_FILE).resolve():
