@@ -17,6 +17,7 @@ from scipy import ndimage
 
 from .fonts import FontFace
 from .glyphs import render_glyph_mask
+from .meshes import inked_surface
 
 
 @dataclass(frozen=True)
@@ -170,3 +171,21 @@ def render_print(
     work = max(size, 128)
     mask = render_glyph_mask(char, face, size=work)
     return degrade_print(mask, seed, strength, out_size=size, neighbours=neighbours, rgb=rgb)
+
+
+def print_block(
+    height: np.ndarray,
+    work_size: int,
+    seed: int | np.random.Generator,
+    strength: float = 1.0,
+    out_size: int | None = None,
+    neighbours: Sequence[np.ndarray] = (),
+    rgb: bool = False,
+) -> np.ndarray:
+    """A print pulled from a carved block: its inked surface at `work_size` px through `degrade_print`.
+
+    Wear, chips and scratches of the block show in its print, as they do on paper.
+    """
+    ink = Image.fromarray((inked_surface(height) * 255).astype(np.uint8))
+    ink = np.asarray(ink.resize((work_size, work_size), Image.Resampling.BILINEAR), np.float32) / 255.0
+    return degrade_print(ink, seed, strength, out_size=out_size, neighbours=neighbours, rgb=rgb)

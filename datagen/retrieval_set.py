@@ -25,8 +25,8 @@ from .charsets import load_charset
 from .errors import DatagenError
 from .fonts import FontFace, default_faces, distinct_faces, faces_coverage, resolve_fonts
 from .glyphs import render_glyph_mask
-from .meshes import CarveParams, carve_block, inked_surface, save_mesh
-from .prints import degrade_print
+from .meshes import CarveParams, carve_block, save_mesh
+from .prints import print_block
 
 
 @dataclass
@@ -79,11 +79,8 @@ def _run_char_task(task: _CharTask) -> list[dict]:
                      "face": face.label, "font_path": str(face.path), "font_index": face.index,
                      "seed": block_seed, "role": "target" if n == 0 else "distractor",
                      "query": f"{task.query_id}.png"})
-    ink = inked_surface(query_height)
-    ink = np.asarray(Image.fromarray((ink * 255).astype(np.uint8)).resize(
-        (task.query_size, task.query_size), Image.Resampling.BILINEAR), np.float32) / 255.0
     neighbours = [render_glyph_mask(c, task.faces[0], size=128) for c in task.neighbour_chars]
-    image = degrade_print(ink, task.seed, task.strength, neighbours=neighbours, rgb=True)
+    image = print_block(query_height, task.query_size, task.seed, task.strength, neighbours=neighbours, rgb=True)
     Image.fromarray(image).save(task.out / "queries" / f"{task.query_id}.png")
     return rows
 

@@ -17,15 +17,14 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from .charsets import load_charset
 from .errors import DatagenError
 from .fonts import FontFace, default_faces, distinct_faces, faces_coverage, resolve_fonts
 from .glyphs import render_glyph_mask
-from .meshes import CarveParams, carve_block, inked_surface
-from .prints import degrade_print
+from .meshes import CarveParams, carve_block
+from .prints import print_block
 
 PRINT, DEPTH = 0, 1  # domain codes
 
@@ -68,11 +67,9 @@ def _make_class(task: _ClassTask) -> tuple[np.ndarray, np.ndarray]:
     mesh, height = carve_block(mask, CarveParams(resolution=cfg.resolution), seed=task.seed)
     depth = render_depth_views(mesh, size=cfg.size, views=cfg.depth_per_class, max_tilt_deg=cfg.max_tilt_deg,
                                seed=task.seed)
-    ink = np.asarray(Image.fromarray((inked_surface(height) * 255).astype(np.uint8)).resize(
-        (128, 128), Image.Resampling.BILINEAR), np.float32) / 255.0
     neighbours = [render_glyph_mask(c, task.face, size=128) for c in task.neighbours]
-    prints = [degrade_print(ink, rng, rng.uniform(*cfg.strength_range), out_size=cfg.size, neighbours=neighbours)
-              for _ in range(cfg.prints_per_class)]
+    prints = [print_block(height, 128, rng, rng.uniform(*cfg.strength_range), out_size=cfg.size,
+                          neighbours=neighbours) for _ in range(cfg.prints_per_class)]
     images = np.concatenate([np.stack(prints), depth])
     domains = np.array([PRINT] * len(prints) + [DEPTH] * len(depth), np.uint8)
     return images, domains

@@ -17,7 +17,7 @@ import numpy as np
 
 from datagen.cli import IMAGE_SUFFIXES, MESH_SUFFIXES, list_files
 from datagen.errors import DatagenError
-from index import EmbeddingIndex, IndexStoreError
+from index import EmbeddingIndex
 
 from .embed import embed_arrays, embed_images, embed_meshes
 from .models import Embedder, load_embedder
