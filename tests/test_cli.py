@@ -29,7 +29,6 @@ def workspace(tmp_path_factory, tiny_font, tiny_font_alt):
     """A tiny retrieval set, a training set, and a model trained a few steps, all through the CLI."""
     root = tmp_path_factory.mktemp("cli")
     fonts = ["--fonts", str(tiny_font.path), "--fonts", str(tiny_font_alt.path)]
-    capture = pytest.CaptureFixture  # noqa: F841 - module fixtures cannot use capsys; call main directly
     assert main(["datagen", "retrieval-set", "--chars", "5", "--charset", CHARS, *fonts, "--resolution", "40",
                  "--workers", "1", "--out", str(root / "set")]) == 0
     assert main(["datagen", "training-set", "--chars", "6", "--charset", CHARS, *fonts, "--resolution", "40",
