@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import multiprocessing
 import os
 import struct
@@ -42,6 +43,9 @@ def load_pil_font(path: str, index: int, size: int) -> ImageFont.FreeTypeFont:
     except OSError as exc:
         raise FontError(f"cannot open font {path} (face {index}): {exc}") from exc
 
+
+# fontTools logs a warning per damaged name table it reads (TW-Sung-Ext-B has one): harmless noise here.
+logging.getLogger("fontTools").setLevel(logging.ERROR)
 
 FONT_SUFFIXES = (".ttf", ".otf", ".ttc", ".otc")
 # What fontTools and FreeType raise on a damaged or truncated font file.
