@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import multiprocessing as mp
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,12 +18,12 @@ from typing import Sequence
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from .charsets import load_charset
 from .errors import DatagenError
 from .fonts import FontFace, default_faces, distinct_faces, faces_coverage, resolve_fonts
 from .glyphs import render_glyph_mask
+from .parallel import imap_progress
 from .meshes import CarveParams, carve_block, save_mesh
 from .prints import print_block
 
@@ -132,17 +131,8 @@ def generate_retrieval_set(
     (out / "database").mkdir(parents=True, exist_ok=True)
     (out / "queries").mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
-    bar = tqdm(total=len(tasks), desc="retrieval-set", unit="char", disable=None if progress else True)
-    if config.workers > 1:
-        with mp.get_context("spawn").Pool(config.workers) as pool:
-            for result in pool.imap(_run_char_task, tasks, chunksize=2):
-                rows.extend(result)
-                bar.update()
-    else:
-        for task in tasks:
-            rows.extend(_run_char_task(task))
-            bar.update()
-    bar.close()
+    for result in imap_progress(_run_char_task, tasks, config.workers, "retrieval-set", "char", progress):
+        rows.extend(result)
     _write_tables(out, rows, config)
     seconds = time.perf_counter() - start
     return {"queries": len(tasks), "blocks": len(rows), "seconds": round(seconds, 2), "out": str(out)}

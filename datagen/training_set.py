@@ -10,19 +10,18 @@ memory and applies cheap tensor augmentations.
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from .charsets import load_charset
 from .errors import DatagenError
 from .fonts import FontFace, default_faces, distinct_faces, faces_coverage, resolve_fonts
 from .glyphs import render_glyph_mask
+from .parallel import imap_progress
 from .meshes import CarveParams, carve_block
 from .prints import print_block
 
@@ -108,14 +107,11 @@ def generate_training_set(config: TrainingSetConfig, out: str | Path, faces: Seq
     start = time.perf_counter()
     tasks = plan_classes(config, faces)
     images, labels, domains = [], [], []
-    bar = tqdm(total=len(tasks), desc="training-set", unit="class", disable=None if progress else True)
-    with mp.get_context("spawn").Pool(config.workers) if config.workers > 1 else _Serial() as pool:
-        for label, (class_images, class_domains) in enumerate(pool.imap(_make_class, tasks, chunksize=4)):
-            images.append(class_images)
-            domains.append(class_domains)
-            labels.append(np.full(len(class_images), label, np.int32))
-            bar.update()
-    bar.close()
+    results = imap_progress(_make_class, tasks, config.workers, "training-set", "class", progress, chunksize=4)
+    for label, (class_images, class_domains) in enumerate(results):
+        images.append(class_images)
+        domains.append(class_domains)
+        labels.append(np.full(len(class_images), label, np.int32))
     classes = [{"char": t.char, "face": t.face.label, "seed": t.seed} for t in tasks]
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, images=np.concatenate(images), labels=np.concatenate(labels), domains=np.concatenate(domains),
@@ -123,20 +119,6 @@ def generate_training_set(config: TrainingSetConfig, out: str | Path, faces: Seq
     seconds = time.perf_counter() - start
     return {"classes": len(tasks), "images": int(sum(len(i) for i in images)), "seconds": round(seconds, 1),
             "out": str(out)}
-
-
-class _Serial:
-    """Stands in for a process pool when workers <= 1."""
-
-    def __enter__(self) -> "_Serial":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    @staticmethod
-    def imap(fn, items, chunksize: int = 1):  # noqa: ANN001 - mirrors Pool.imap
-        return map(fn, items)
 
 
 def load_training_set(path: str | Path) -> dict:

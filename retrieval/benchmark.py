@@ -7,7 +7,6 @@ Every method sees the same depth views and query images, so the table compares m
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -16,10 +15,10 @@ from typing import Protocol, Sequence
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from datagen.cli import MESH_SUFFIXES, list_files
 from datagen.errors import DatagenError
+from datagen.parallel import imap_progress
 from eval.course import read_labels, score_predictions, write_predictions
 from eval.grid import retrieval_grid
 from eval.metrics import batched_topk
@@ -108,11 +107,7 @@ def load_course_set(root: str | Path, size: int = 128, views: int = 4, workers: 
     timings = {}
     start = time.perf_counter()
     render = partial(_views_of, size=size, views=views)
-    if workers > 1:
-        with mp.get_context("spawn").Pool(workers) as pool:
-            mesh_views = list(tqdm(pool.imap(render, meshes, chunksize=4), total=len(meshes), desc="depth views", disable=None))
-    else:
-        mesh_views = [render(p) for p in tqdm(meshes, desc="depth views", disable=None)]
+    mesh_views = list(imap_progress(render, meshes, workers, "depth views", "mesh", chunksize=4))
     timings["render_views_s"] = time.perf_counter() - start
     start = time.perf_counter()
     queries = [np.asarray(read_gray(root / "queries" / q).resize((2 * size, 2 * size), Image.Resampling.BILINEAR))
