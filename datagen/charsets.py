@@ -61,22 +61,28 @@ def _shipped_list(name: str) -> tuple[str, ...]:
     return _read_list(DATA_DIR / _shipped()[name]["file"])
 
 
+def _is_file(spec: str) -> bool:
+    try:
+        return Path(spec).expanduser().is_file()
+    except OSError:  # a literal string of characters too long to be a file name
+        return False
+
+
 def load_charset(spec: str) -> list[str]:
     """The characters a spec names (shipped name, list file, plain string, each with optional ':N')."""
     spec = spec.strip()
     if not spec:
         raise DatagenError("empty character set spec")
     match = _FIRST_N.fullmatch(spec)
-    if match and not Path(spec).is_file():
+    if match and not _is_file(spec):
         count = int(match.group(2))
         if count < 1:
             raise DatagenError(f"character set spec {spec!r}: N must be at least 1")
         return load_charset(match.group(1))[:count]
     if spec in _shipped():
         return list(_shipped_list(spec))
-    path = Path(spec).expanduser()
-    if path.is_file():
-        return list(_read_list(path))
+    if _is_file(spec):
+        return list(_read_list(Path(spec).expanduser()))
     if spec.isascii():
         raise DatagenError(
             f"character set {spec!r} is neither a shipped set ({', '.join(available_charsets())}) "

@@ -59,6 +59,8 @@ def test_specs_prefix_file_and_plain_string(tmp_path):
     assert load_charset(f"{listed}:2") == ["丁", "一"]
     assert load_charset("七一 七𠀀") == ["七", "一", "𠀀"]
     assert load_charset("七一:1") == ["七"]
+    long_literal = "".join(load_charset("nom")[:300])  # longer than a file name may be
+    assert load_charset(long_literal) == list(long_literal) and load_charset(long_literal + ":3") == list(long_literal[:3])
 
 
 @pytest.mark.parametrize("spec, message", [
