@@ -279,7 +279,8 @@ def _columns(boxes: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
         if near.any():
             labels[box] = labels[j[near][np.argmax(x_overlap[near])]]
     columns = [np.flatnonzero(labels == label) for label in np.unique(labels)]
-    centres = [(x1[c].min() + x2[c].max()) / 2 for c in columns]
+    spans = [c[~covering[c]] if (~covering[c]).any() else c for c in columns]  # a seal must not move its column
+    centres = [(x1[c].min() + x2[c].max()) / 2 for c in spans]
     return [columns[k] for k in np.argsort(centres, kind="stable")[::-1]], covering
 
 

@@ -60,6 +60,11 @@ def test_reading_order_is_robust_to_jitter_touching_columns_and_a_wide_false_box
     order = reading_order(np.array(left + seal + right)).tolist()
     assert [b for b in order if b != seal[0]] == right + left
     assert reading_order(np.zeros((0, 5))).shape == (0, 5) and column_order([]) == []
+    # a false box reaching far past the column it joins (the one it overlaps most) must not move that column
+    wide_left, narrow_right = column(60, [10, 45, 80], width=40), column(150, [10, 45, 80])
+    giant = [[40, 5, 400, 60]]
+    order = reading_order(np.array(wide_left + giant + narrow_right)).tolist()
+    assert [b for b in order if b != giant[0]] == narrow_right + wide_left
 
 
 def test_reading_order_recovers_generated_pages(tiny_font, tiny_font_alt):
