@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from datagen.align import square_crop
+from datagen.align import MIN_SCORE_GAP, square_crop
 from datagen.errors import DatagenError
 from datagen.fonts import FontFace, default_faces, face_cmap, load_pil_font
 from datagen.localize import column_order, detect
@@ -261,6 +261,9 @@ def register_read(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--out", type=Path, required=True)
     q.add_argument("--truth", type=Path, help="patches.jsonl of `localizer pages`: check each crop's box")
     q.add_argument("--limit", type=int)
+    q.add_argument("--min-gap", type=float, default=MIN_SCORE_GAP,
+                   help="with more boxes than characters, keep the strongest only when they outscore the rest "
+                        f"by this much (default {MIN_SCORE_GAP}; a large value accepts exact counts only)")
     _add_detect_arguments(q)
     q.set_defaults(func=_cmd_align)
 
@@ -358,7 +361,7 @@ def _cmd_align(args: argparse.Namespace) -> None:
     def detector(image: np.ndarray) -> np.ndarray:
         return detect([image], model, conf=args.conf, tile=args.tile, overlap=args.overlap, scale=args.scale)[0]
 
-    report = align_patches(args.patches, args.out, detector, limit=args.limit)
+    report = align_patches(args.patches, args.out, detector, limit=args.limit, min_gap=args.min_gap)
     if args.truth:
         report["verified"] = verify_crops(args.out / "crops.csv", args.truth)
     print(json.dumps(report, indent=2, ensure_ascii=False))

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from datagen.align import align_patches, verify_crops  # noqa: E402
+from datagen.align import MIN_SCORE_GAP, align_patches, verify_crops  # noqa: E402
 from datagen.fonts import default_faces  # noqa: E402
 from datagen.localize import (default_weights_path, detect, evaluate_localizer, load_localizer,  # noqa: E402
                               train_localizer)
@@ -58,6 +58,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--weights", type=Path, help="skip data and training: evaluate these weights")
     parser.add_argument("--conf", type=float, default=0.25)
+    parser.add_argument("--min-gap", type=float, default=MIN_SCORE_GAP, help="alignment score gap (align_boxes)")
     parser.add_argument("--ship", action="store_true", help=f"copy the weights to {default_weights_path()}")
     args = parser.parse_args()
 
@@ -90,7 +91,8 @@ def main() -> None:
     def detector(image):
         return detect([image], model, conf=args.conf)[0]
 
-    alignment = align_patches(args.out / "heldout" / "patches.txt", args.out / "crops", detector)
+    alignment = align_patches(args.out / "heldout" / "patches.txt", args.out / "crops", detector,
+                              min_gap=args.min_gap)
     alignment["verified"] = verify_crops(args.out / "crops" / "crops.csv", args.out / "heldout" / "patches.jsonl")
     report["alignment"] = alignment
     report["heldout_pages_generated_per_s"] = held_out["pages_per_s"]
