@@ -104,7 +104,8 @@ def load_localizer(path: str | Path | None = None):  # -> ultralytics.YOLO (impo
     """Load localiser weights (default: the shipped datagen/data/localizer.pt)."""
     path = Path(path) if path else default_weights_path()
     if not path.is_file():
-        hint = (" (no localiser is shipped yet: train one with scripts/train_localizer.py, or pass --localizer)"
+        hint = (" (the shipped localiser is missing from this install: reinstall, train one with "
+                "scripts/train_localizer.py --ship, or pass --localizer)"
                 if path == default_weights_path() else "")
         raise DatagenError(f"{path}: no such localiser weights file{hint}")
     yolo = offline_ultralytics()

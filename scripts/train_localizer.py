@@ -7,8 +7,8 @@
 4. their column patches aligned to the transcripts (share aligned, crops checked against the truth),
 5. --ship copies the weights to datagen/data/localizer.pt (the default of `sinonom locate` / `read`).
 
-Everything lands in OUT (report.json holds every figure). Example (about 25 minutes on 2 CPU cores):
-    python scripts/train_localizer.py --out runs/localizer --pages 120 --epochs 12 --hours 0.36 --ship
+Everything lands in OUT (report.json holds every figure). The shipped weights (about 32 minutes on 2 CPU cores):
+    python scripts/train_localizer.py --out runs/localizer --pages 150 --epochs 15 --hours 0.5 --ship
 """
 from __future__ import annotations
 
