@@ -5,9 +5,8 @@ characters are detected, put in reading order and paired one to one with the tra
 are more boxes than characters, the transcript's length picks the strongest boxes only if their scores
 stand clear of the rest (a seal, a stain or a split stroke usually scores far below a character); a
 patch with too few boxes, or with extras that score like characters, is skipped and counted, never
-guessed at. Crops are
-written as square images (the box centred on its paper colour, like the font templates the index is
-built from) into one folder per character, with a CSV of every crop.
+guessed at. Crops are written as square images (the box centred on its paper colour, like the font
+templates the index is built from) into one folder per character, with a CSV of every crop.
 """
 from __future__ import annotations
 
