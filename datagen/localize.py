@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections import Counter
 from importlib import resources
 from pathlib import Path
 from types import ModuleType
@@ -43,6 +44,7 @@ NOTE_OFFSET_SHARE = 0.12
 # seal or a merged group taken for a character, and links no columns (it would join two of them).
 COVERING_SHARE = 0.3
 PAIR_BLOCK = 256  # boxes compared with their neighbours at once (bounds memory)
+SPLIT_IOU = 0.1  # a false box overlapping a character this much is a piece of it or a merge of two
 
 
 def offline_ultralytics() -> ModuleType:
@@ -387,12 +389,26 @@ def detection_metrics(predictions: Sequence[np.ndarray], truths: Sequence[np.nda
             "ground_truth": total, "conf": conf, "iou": iou}
 
 
+def false_box_kind(box: np.ndarray, truth: dict, gt: np.ndarray) -> str:
+    """What a detection matching no character lies on: a distractor's kind ("seal", "margin_note") when
+    its centre is inside one, "split_or_merged" when it overlaps a character, else "other" (stains, rules)."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    for distractor in truth.get("distractors", []):
+        x1, y1, x2, y2 = distractor["box"]
+        if x1 <= cx <= x2 and y1 <= cy <= y2:
+            return distractor["kind"]
+    if len(gt) and box_iou(np.asarray(box[None, :4], np.float64), gt).max() > SPLIT_IOU:
+        return "split_or_merged"
+    return "other"
+
+
 def evaluate_localizer(model, pages_dir: str | Path, conf: float = 0.25, iou: float = 0.5, tile: int = 416,
                        overlap: int = 96, limit: int | None = None) -> dict:
     """Precision, recall (at `conf`), mAP50 and reading-order accuracy on generated pages with truth JSON.
 
     pages_dir holds page_*.jpg with page_*.json beside them (`generate_pages` writes pages/{train,val});
-    reading order counts a page right when its matched detections come in the truth's order.
+    reading order counts a page right when its matched detections come in the truth's order;
+    false_boxes counts the unmatched confident detections by `false_box_kind`.
     """
     import json
 
@@ -401,7 +417,7 @@ def evaluate_localizer(model, pages_dir: str | Path, conf: float = 0.25, iou: fl
     pages = sorted(Path(pages_dir).glob("*.json"))[:limit]
     if not pages:
         raise DatagenError(f"{pages_dir}: no page truth files (*.json beside the page images)")
-    predictions, truths, ordered_right = [], [], 0
+    predictions, truths, ordered_right, false_boxes = [], [], 0, Counter()
     start = time.perf_counter()
     for truth_path in pages:
         truth = json.loads(truth_path.read_text(encoding="utf-8"))
@@ -411,11 +427,14 @@ def evaluate_localizer(model, pages_dir: str | Path, conf: float = 0.25, iou: fl
         predictions.append(boxes)
         truths.append(gt)
         confident = boxes[boxes[:, 4] >= conf]
-        matched = match_boxes(reading_order(confident), gt, iou)  # reading_order keeps rows, reorders them
+        ordered = reading_order(confident)  # the same rows, reordered
+        matched = match_boxes(ordered, gt, iou)
         sequence = matched[matched >= 0]
         ordered_right += bool(np.all(np.diff(sequence) > 0))
+        false_boxes.update(false_box_kind(box, truth, gt) for box in ordered[matched < 0])
     seconds = time.perf_counter() - start
     metrics = detection_metrics(predictions, truths, conf=conf, iou=iou)
     metrics.update({"pages": len(pages), "reading_order_pages": ordered_right / len(pages),
+                    "false_boxes": dict(false_boxes.most_common()),
                     "seconds": round(seconds, 2), "pages_per_s": round(len(pages) / seconds, 3)})
     return metrics

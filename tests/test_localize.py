@@ -13,7 +13,7 @@ from PIL import Image
 from conftest import TINY_DRAWN
 from datagen.align import align_boxes, align_patches, read_patch_list, square_crop, verify_crops
 from datagen.errors import DatagenError
-from datagen.localize import column_order, detection_metrics, match_boxes, reading_order
+from datagen.localize import column_order, detection_metrics, false_box_kind, match_boxes, reading_order
 from datagen.pages import PageConfig, generate_pages, page_fonts, render_page
 
 
@@ -92,6 +92,15 @@ def test_detection_metrics_count_hits_misses_and_false_boxes():
     assert m["true_positives"] == 2 and m["detections"] == 4 and m["ground_truth"] == 3
     assert m["precision"] == pytest.approx(0.5) and m["recall"] == pytest.approx(2 / 3)
     assert m["map50"] == pytest.approx(1 / 3 + 1 / 3 * 0.5)  # recall 1/3 at precision 1, 2/3 at 1/2
+
+
+def test_false_boxes_are_told_apart_by_what_they_lie_on():
+    truth = {"distractors": [{"kind": "seal", "box": [100, 100, 160, 160]},
+                             {"kind": "margin_note", "box": [0, 0, 20, 80]}]}
+    gt = np.array([[40, 40, 70, 70]], np.float64)
+    kinds = [false_box_kind(np.array(box), truth, gt) for box in
+             ([110, 120, 140, 150, 0.5], [2, 10, 18, 26, 0.4], [40, 40, 70, 52, 0.3], [200, 10, 230, 40, 0.3])]
+    assert kinds == ["seal", "margin_note", "split_or_merged", "other"]
 
 
 def test_alignment_pairs_boxes_with_text_only_when_the_pairing_is_certain():
@@ -204,6 +213,7 @@ def test_tiny_training_and_detection_run_offline(tmp_path, tiny_font, blocked_ne
     assert all((b[:, 2] <= page.shape[1]).all() and (b[:, 3] <= page.shape[0]).all() for b in boxes)
     metrics = evaluate_localizer(model, tmp_path / "set" / "pages" / "val", tile=160, overlap=48)
     assert metrics["pages"] == 1 and 0.0 <= metrics["recall"] <= 1.0
+    assert sum(metrics["false_boxes"].values()) == metrics["detections"] - metrics["true_positives"]
     from ultralytics.utils import SETTINGS, USER_CONFIG_DIR
 
     assert offline_ultralytics().__name__ == "ultralytics" and SETTINGS["sync"] is False
