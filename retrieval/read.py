@@ -256,11 +256,15 @@ def register_read(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--limit", type=int)
     _add_detect_arguments(q, scale=False)
     q.set_defaults(func=_cmd_eval)
-    q = lsub.add_parser("align", help="labelled crops from NomNaOCR-style patches (path<TAB>text)")
-    q.add_argument("patches", type=Path, help="patch list file")
-    q.add_argument("--out", type=Path, required=True)
+    q = lsub.add_parser("align", help="labelled crops from NomNaOCR-style patches (path<TAB>text)",
+                        description="Detect the characters of each patch, put them in reading order and pair them "
+                                    "with the transcript. Writes OUT/crops/<char>/*.png, OUT/crops.csv, "
+                                    "OUT/skipped.tsv (patches that could not be paired for certain, with the reason) "
+                                    "and OUT/report.json (share aligned).")
+    q.add_argument("patches", type=Path, help="patch list: one `path<TAB>transcript` line per column image")
+    q.add_argument("--out", type=Path, required=True, help="folder for the crop dataset")
     q.add_argument("--truth", type=Path, help="patches.jsonl of `localizer pages`: check each crop's box")
-    q.add_argument("--limit", type=int)
+    q.add_argument("--limit", type=int, help="first N patches only")
     q.add_argument("--min-gap", type=float, default=MIN_SCORE_GAP,
                    help="with more boxes than characters, keep the strongest only when they outscore the rest "
                         f"by this much (default {MIN_SCORE_GAP}; a large value accepts exact counts only)")
