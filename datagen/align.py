@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from .errors import DatagenError
+from .errors import DatagenError, ImageReadError
+from .images import open_image
 from .localize import box_iou, reading_order
 
 CROP_FILL = 0.84  # the box's longer side spans this share of the square crop (as render_glyph_mask's fill)
@@ -99,9 +100,8 @@ def align_boxes(boxes: np.ndarray, text: str, min_gap: float = MIN_SCORE_GAP) ->
 
 def _load_rgb(path: Path) -> np.ndarray | None:
     try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (OSError, UnidentifiedImageError, ValueError, ImportError):  # ImportError: ultralytics' HEIF hook
+        return np.asarray(open_image(path, "RGB"))
+    except ImageReadError:
         return None
 
 

@@ -16,3 +16,7 @@ class GlyphMissingError(DatagenError):
 
 class MeshError(DatagenError):
     """A mesh file is missing, unreadable, empty or not a triangle mesh."""
+
+
+class ImageReadError(DatagenError):
+    """An image file is missing or cannot be decoded."""

@@ -18,12 +18,13 @@ from PIL import Image
 
 from datagen.cli import MESH_SUFFIXES, list_files
 from datagen.errors import DatagenError
+from datagen.images import open_image
 from datagen.parallel import imap_progress
 from eval.course import read_labels, score_predictions, write_predictions
 from eval.grid import retrieval_grid
 from eval.metrics import batched_topk
 
-from .embed import embed_arrays, read_gray
+from .embed import embed_arrays
 from .models import Embedder
 
 
@@ -110,7 +111,7 @@ def load_course_set(root: str | Path, size: int = 128, views: int = 4, workers: 
     mesh_views = list(imap_progress(render, meshes, workers, "depth views", "mesh", chunksize=4))
     timings["render_views_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    queries = [np.asarray(read_gray(root / "queries" / q).resize((2 * size, 2 * size), Image.Resampling.BILINEAR))
+    queries = [np.asarray(open_image(root / "queries" / q, "L").resize((2 * size, 2 * size), Image.Resampling.BILINEAR))
                for q in query_names]
     timings["read_queries_s"] = time.perf_counter() - start
     return CourseSet(root, labels, query_names, queries, meshes, np.stack(mesh_views), timings)

@@ -11,28 +11,14 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from datagen.errors import DatagenError
+from datagen.images import open_image
 
 from .models import Embedder, preprocess
-
-
-class ImageReadError(DatagenError):
-    """An image file is missing or cannot be decoded."""
-
-
-def read_gray(path: str | Path) -> Image.Image:
-    """Open an image as 8-bit grayscale; ImageReadError names the file when it cannot be read."""
-    try:
-        with Image.open(path) as image:
-            return image.convert("L")
-    except FileNotFoundError as exc:
-        raise ImageReadError(f"{path}: no such image") from exc
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ImageReadError(f"{path}: not a readable image ({exc})") from exc
 
 
 class _ImageFiles(Dataset):
@@ -43,7 +29,7 @@ class _ImageFiles(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        return preprocess([read_gray(self.paths[i])], self.size)[0]
+        return preprocess([open_image(self.paths[i], "L")], self.size)[0]
 
 
 class _MeshFiles(Dataset):
@@ -100,7 +86,7 @@ def embed_images(model: Embedder, paths: Sequence[str | Path], batch_size: int =
     """Embed image files (any format PIL reads; colour is converted to grey); float32 (N, D)."""
     paths = [Path(p) for p in paths]
     if workers == 0:  # read in this process: errors surface with the file name, no pool start-up
-        return embed_arrays(model, [read_gray(p) for p in paths], batch_size)
+        return embed_arrays(model, [open_image(p, "L") for p in paths], batch_size)
     return _run(model, _ImageFiles(paths, model.input_size), batch_size, workers, "embed images", progress)
 
 

@@ -17,10 +17,11 @@ from PIL import Image, ImageDraw
 
 from datagen.align import MIN_SCORE_GAP, square_crop
 from datagen.errors import DatagenError
+from datagen.images import open_image
 from datagen.fonts import FontFace, default_faces, face_cmap, load_pil_font
 from datagen.localize import column_order, detect
 
-from .embed import ImageReadError, embed_arrays
+from .embed import embed_arrays
 
 RAW = argparse.RawDescriptionHelpFormatter
 # Faces tried first for drawing labels on overlays (broad Han-Nom coverage), by part of their name.
@@ -36,19 +37,6 @@ class DetectOptions:
     tile: int = 416
     overlap: int = 96
     scale: float = 1.0
-
-
-def read_page_image(path: str | Path) -> np.ndarray:
-    """A page as an RGB uint8 array; ImageReadError names the file when it cannot be read."""
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except FileNotFoundError as exc:
-        raise ImageReadError(f"{path}: no such page image") from exc
-    except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
-        raise ImageReadError(f"{path}: not a readable image ({exc})") from exc
-    except ImportError as exc:  # once ultralytics is imported, PIL asks for a HEIF plugin on unknown formats
-        raise ImageReadError(f"{path}: not a readable image (unknown format)") from exc
 
 
 def locate_page(image: np.ndarray, localizer, options: DetectOptions = DetectOptions()
@@ -279,7 +267,7 @@ def _cmd_locate(args: argparse.Namespace) -> None:
     localizer = load_localizer(args.localizer)
     results, start = [], time.perf_counter()
     for page in pages:
-        image = read_page_image(page)
+        image = np.asarray(open_image(page, "RGB"))
         boxes, columns = locate_page(image, localizer, _detect_options(args))
         results.append({"page": str(page), "width": image.shape[1], "height": image.shape[0],
                         "boxes": [[round(float(v), 1) for v in b[:4]] + [round(float(b[4]), 4)] for b in boxes],
@@ -307,7 +295,7 @@ def _cmd_read(args: argparse.Namespace) -> None:
     index, embedder = open_index(args.index, args.model)
     results, start = [], time.perf_counter()
     for page in pages:
-        image = read_page_image(page)
+        image = np.asarray(open_image(page, "RGB"))
         result = {"page": str(page), **read_page(image, localizer, index, embedder, k=args.k,
                                                  options=_detect_options(args))}
         results.append(result)

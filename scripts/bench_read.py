@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from datagen.images import open_image
 from datagen.localize import load_localizer, match_boxes
 from retrieval.pipeline import open_index
-from retrieval.read import DetectOptions, read_page, read_page_image
+from retrieval.read import DetectOptions, read_page
 
 
 def peak_rss_mib() -> float:
@@ -69,13 +70,13 @@ def main() -> None:
     localizer = load_localizer(args.localizer)
     index, embedder = open_index(args.index)
     options = DetectOptions()
-    read_page(read_page_image(truths[0].with_suffix(".jpg")), localizer, index, embedder, options=options)  # warm-up
+    read_page(np.asarray(open_image(truths[0].with_suffix(".jpg"))), localizer, index, embedder, options=options)  # warm-up
 
     totals: dict[str, int] = {}
     start = time.perf_counter()
     pixels = {}
     for path in truths:
-        result = read_page(read_page_image(path.with_suffix(".jpg")), localizer, index, embedder, options=options)
+        result = read_page(np.asarray(open_image(path.with_suffix(".jpg"))), localizer, index, embedder, options=options)
         pixels[path] = result["width"] * result["height"]
         for key, value in score_page(result, json.loads(path.read_text(encoding="utf-8"))).items():
             totals[key] = totals.get(key, 0) + value

@@ -152,3 +152,21 @@ def test_shipped_localizer_and_model_read_a_page_in_a_face_the_localizer_never_s
     right = sum(page.chars[m].char == c["candidates"][0]["label"] for c, m in zip(result["chars"], matched)
                 if m in main)
     assert len(main) >= 0.6 * len(truth) and right >= 0.95 * len(main)
+
+
+def test_unreadable_images_stay_one_clear_error_once_ultralytics_is_imported(tmp_path):
+    """Importing ultralytics makes PIL ask for a HEIF plugin on unknown formats (an ImportError); queries,
+    pages and patches all read images through open_image, which still names the file."""
+    from datagen.errors import ImageReadError
+    from datagen.images import open_image
+    from datagen.localize import offline_ultralytics
+
+    offline_ultralytics()
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image at all")
+    with pytest.raises(ImageReadError, match="bad.png: not a readable image"):
+        open_image(bad, "L")
+    with pytest.raises(ImageReadError, match="absent.png: no such image"):
+        open_image(tmp_path / "absent.png")
+    Image.new("L", (4, 3), 9).save(tmp_path / "ok.png")
+    assert np.asarray(open_image(tmp_path / "ok.png")).shape == (3, 4, 3)
