@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import DatagenError, ImageReadError
-from .images import open_image
+from .files import open_image
 from .localize import box_iou, reading_order
 
 CROP_FILL = 0.84  # the box's longer side spans this share of the square crop (as render_glyph_mask's fill)

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 from .errors import DatagenError
+from .files import list_files
+from .meshes import MESH_SUFFIXES
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-MESH_SUFFIXES = {".stl", ".obj", ".ply"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -171,18 +171,6 @@ def _cmd_block(args: argparse.Namespace) -> None:
     mesh, _ = carve_block(mask, CarveParams(resolution=args.resolution), seed=args.seed)
     save_mesh(mesh, args.out)
     print(f"{args.out}: {len(mesh.triangles)} triangles")
-
-
-def list_files(path: Path, suffixes: set[str], what: str) -> list[Path]:
-    """A file, or the files with one of `suffixes` in a folder (sorted); a clear error when none."""
-    if not path.exists():
-        raise DatagenError(f"{path}: no such file or folder")
-    if path.is_file():
-        return [path]
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes)
-    if not files:
-        raise DatagenError(f"{path}: no {what} files ({', '.join(sorted(suffixes))}) in this folder")
-    return files
 
 
 def _cmd_depth(args: argparse.Namespace) -> None:

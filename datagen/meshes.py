@@ -11,11 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import open3d as o3d
 from scipy import ndimage
 
 from .errors import MeshError
+
+if TYPE_CHECKING:  # open3d is imported where meshes are built or read: importing this module stays light
+    import open3d as o3d
 
 MESH_SUFFIXES = (".stl", ".obj", ".ply")
 
@@ -171,6 +175,8 @@ def heightfield_to_mesh(height: np.ndarray, extent: float = 1.0, closed: bool = 
     Two triangles per grid cell, counter-clockwise seen from +Z. With `closed` the block also gets
     side walls down to z = 0 and a bottom, making a watertight solid like a printed or scanned block.
     """
+    import open3d as o3d
+
     rows, cols = height.shape
     if rows < 2 or cols < 2:
         raise ValueError(f"heightfield needs at least 2x2 samples, got {height.shape}")
@@ -211,6 +217,8 @@ def carve_block(mask: np.ndarray, params: CarveParams | None = None, seed: int =
 
 def save_mesh(mesh: o3d.geometry.TriangleMesh, path: str | Path) -> Path:
     """Write a mesh by suffix: .stl (binary), .obj or .ply; parent folders are created."""
+    import open3d as o3d
+
     path = Path(path)
     if path.suffix.lower() not in MESH_SUFFIXES:
         raise MeshError(f"cannot save mesh {path}: unknown suffix {path.suffix!r} "
@@ -247,6 +255,8 @@ def _stl_layout(path: Path) -> str:
 
 def _read_binary_stl(path: Path) -> o3d.geometry.TriangleMesh:
     """Binary STL straight into arrays (Open3D's reader is ~100x slower on a 130k-facet scan)."""
+    import open3d as o3d
+
     facets = np.fromfile(path, dtype=_STL_FACET, offset=84)
     corners = facets["corners"].reshape(-1, 3).astype(np.float64)
     triangles = np.arange(len(corners), dtype=np.int32).reshape(-1, 3)
@@ -260,6 +270,8 @@ def load_mesh(path: str | Path, merge_vertices: bool = True) -> o3d.geometry.Tri
     for ray casting, so depth rendering skips it). Raises MeshError naming the file when it is
     missing, unreadable, empty or not a mesh (Open3D only prints warnings for such files).
     """
+    import open3d as o3d
+
     path = Path(path)
     if not path.is_file():
         raise MeshError(f"mesh file not found (or not a file): {path}")
@@ -298,6 +310,8 @@ def bounding_frame(vertices: np.ndarray, name: str = "mesh") -> tuple[np.ndarray
 def normalize_mesh(mesh: o3d.geometry.TriangleMesh) -> o3d.geometry.TriangleMesh:
     """A copy centred (bounding box) at the origin and scaled so its larger x/y extent is 1,
     whatever the scale and offset of the scan."""
+    import open3d as o3d
+
     vertices = np.asarray(mesh.vertices)
     centre, scale = bounding_frame(vertices)
     return o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector((vertices - centre) / scale),

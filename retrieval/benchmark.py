@@ -16,9 +16,10 @@ from typing import Protocol, Sequence
 import numpy as np
 from PIL import Image
 
-from datagen.cli import MESH_SUFFIXES, list_files
+from datagen.files import list_files
+from datagen.meshes import MESH_SUFFIXES
 from datagen.errors import DatagenError
-from datagen.images import open_image
+from datagen.files import open_image
 from datagen.parallel import imap_progress
 from eval.course import read_labels, score_predictions, write_predictions
 from eval.grid import retrieval_grid

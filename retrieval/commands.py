@@ -140,9 +140,11 @@ def _cmd_build_index(args: argparse.Namespace) -> None:
 
 
 def _cmd_query(args: argparse.Namespace) -> None:
-    from .pipeline import draw_results, open_index, query_index, read_query_images
+    from datagen.files import list_images
 
-    images = read_query_images(args.images)
+    from .pipeline import draw_results, open_index, query_index
+
+    images = list_images(args.images)
     index, model = open_index(args.index, args.model)
     results = query_index(index, model, images, k=args.k)
     if args.json:
@@ -204,7 +206,9 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     from datagen.retrieval_set import RetrievalSetConfig, generate_retrieval_set
     from eval.course import read_labels, score_predictions
 
-    from .pipeline import build_index, draw_results, open_index, query_index, read_query_images
+    from datagen.files import list_images
+
+    from .pipeline import build_index, draw_results, open_index, query_index
 
     data_dir, index_dir = args.out / "set", args.out / "index"
     summary = generate_retrieval_set(RetrievalSetConfig(chars=args.chars, seed=args.seed, resolution=192), data_dir)
@@ -213,7 +217,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     build_index(index_dir, model_path=args.model, meshes=data_dir / "database")
     index, model = open_index(index_dir)
     print(f"[2/3] indexed {len(index)} blocks with model {index.model} -> {index_dir}")
-    results = query_index(index, model, read_query_images([data_dir / "queries"]), k=5)
+    results = query_index(index, model, list_images([data_dir / "queries"]), k=5)
     labels = read_labels(data_dir / "labels.csv")
     scores = score_predictions({Path(r.query).name: r.ids for r in results}, labels)
     truths = [labels[Path(r.query).name][0] for r in results]

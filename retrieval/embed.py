@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from datagen.errors import DatagenError
-from datagen.images import open_image
+from datagen.files import open_image
 
 from .models import Embedder, preprocess
 

@@ -15,7 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
-from datagen.cli import IMAGE_SUFFIXES, MESH_SUFFIXES, list_files
+from datagen.files import IMAGE_SUFFIXES, list_files
+from datagen.meshes import MESH_SUFFIXES
 from datagen.errors import DatagenError
 from index import EmbeddingIndex
 
@@ -174,12 +175,3 @@ def draw_results(results: Sequence[QueryResult], index: EmbeddingIndex, out_path
             row.append((image, caption, None if truth is None else item_id == truth))
         rows.append(row)
     return retrieval_grid([r.query for r in results], rows, out_path, tile=tile)
-
-
-def read_query_images(paths: Sequence[str | Path]) -> list[Path]:
-    """Expand folders into their images; one clear error for anything missing or empty."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        out.extend(list_files(p, IMAGE_SUFFIXES, "image"))
-    return out
-

@@ -17,11 +17,10 @@ from PIL import Image, ImageDraw
 
 from datagen.align import MIN_SCORE_GAP, square_crop
 from datagen.errors import DatagenError
-from datagen.images import open_image
+from datagen.files import list_images, open_image
 from datagen.fonts import FontFace, default_faces, face_cmap, load_pil_font
 from datagen.localize import column_order, detect
 
-from .embed import embed_arrays
 
 RAW = argparse.RawDescriptionHelpFormatter
 # Faces tried first for drawing labels on overlays (broad Han-Nom coverage), by part of their name.
@@ -61,6 +60,8 @@ def crops_of(image: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
 
 def read_boxes(image: np.ndarray, boxes: np.ndarray, index, embedder, k: int = 5) -> list[dict]:
     """Top-k index items of each box's crop: [{"box", "score", "candidates": [{"label", "id", "distance"}]}]."""
+    from .embed import embed_arrays  # torch: imported when a page is read, not when the CLI starts
+
     if len(boxes) == 0:
         return []
     embeddings = embed_arrays(embedder, crops_of(image, boxes))
@@ -147,15 +148,6 @@ def _add_detect_arguments(p: argparse.ArgumentParser, scale: bool = True) -> Non
 
 def _detect_options(args: argparse.Namespace) -> DetectOptions:
     return DetectOptions(conf=args.conf, tile=args.tile, overlap=args.overlap, scale=args.scale)
-
-
-def _page_paths(paths: Sequence[Path]) -> list[Path]:
-    from datagen.cli import IMAGE_SUFFIXES, list_files
-
-    out: list[Path] = []
-    for path in paths:
-        out.extend(list_files(path, IMAGE_SUFFIXES, "image"))
-    return out
 
 
 def _per_page_path(base: Path, page: Path, many: bool) -> Path:
@@ -263,7 +255,7 @@ def register_read(sub: argparse._SubParsersAction) -> None:
 def _cmd_locate(args: argparse.Namespace) -> None:
     from datagen.localize import load_localizer
 
-    pages = _page_paths(args.pages)
+    pages = list_images(args.pages)
     localizer = load_localizer(args.localizer)
     results, start = [], time.perf_counter()
     for page in pages:
@@ -290,7 +282,7 @@ def _cmd_read(args: argparse.Namespace) -> None:
 
     from .pipeline import open_index
 
-    pages = _page_paths(args.pages)
+    pages = list_images(args.pages)
     localizer = load_localizer(args.localizer)
     index, embedder = open_index(args.index, args.model)
     results, start = [], time.perf_counter()

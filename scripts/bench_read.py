@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from datagen.images import open_image
+from datagen.files import open_image
 from datagen.localize import load_localizer, match_boxes
 from retrieval.pipeline import open_index
 from retrieval.read import DetectOptions, read_page

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -159,3 +161,11 @@ def test_bad_input_is_one_clear_line(capsys, workspace, tmp_path, case):
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and expect in lines[0] and "Traceback" not in err
+
+
+def test_building_the_cli_imports_no_heavy_library():
+    """`sinonom --help` stays instant: torch, open3d and ultralytics load only when a command needs them."""
+    code = ("import sys; from retrieval.cli import build_parser; build_parser(); "
+            "print(','.join(m for m in ('torch', 'open3d', 'ultralytics', 'timm', 'faiss') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == ""

@@ -158,7 +158,7 @@ def test_unreadable_images_stay_one_clear_error_once_ultralytics_is_imported(tmp
     """Importing ultralytics makes PIL ask for a HEIF plugin on unknown formats (an ImportError); queries,
     pages and patches all read images through open_image, which still names the file."""
     from datagen.errors import ImageReadError
-    from datagen.images import open_image
+    from datagen.files import open_image
     from datagen.localize import offline_ultralytics
 
     offline_ultralytics()
