@@ -22,9 +22,9 @@ from PIL import Image
 
 from .errors import DatagenError, ImageReadError
 from .files import open_image
+from .glyphs import GLYPH_FILL
 from .localize import box_iou, reading_order
 
-CROP_FILL = 0.84  # the box's longer side spans this share of the square crop (as render_glyph_mask's fill)
 CSV_FIELDS = ["path", "char", "patch", "position", "x1", "y1", "x2", "y2", "score"]
 # Extra boxes are dropped only when the weakest kept box outscores the strongest dropped one by this
 # much. Chosen on validation patches of the localiser's training faces (30 new pages, README): 0.2
@@ -53,7 +53,7 @@ def read_patch_list(list_file: str | Path) -> list[tuple[Path, str]]:
     return patches
 
 
-def square_crop(gray: np.ndarray, box: Sequence[float], fill: float = CROP_FILL) -> np.ndarray:
+def square_crop(gray: np.ndarray, box: Sequence[float], fill: float = GLYPH_FILL) -> np.ndarray:
     """The box's pixels centred on a square of the paper colour, the longer side spanning `fill` of it."""
     height, width = gray.shape
     x1, y1 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))

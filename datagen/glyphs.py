@@ -7,8 +7,10 @@ from PIL import Image, ImageDraw
 from .errors import GlyphMissingError
 from .fonts import FontFace, face_cmap, load_pil_font
 
+GLYPH_FILL = 0.84  # a glyph's longer ink side spans this share of its square (templates, prints, crops)
 
-def render_glyph_mask(char: str, face: FontFace, size: int = 128, fill: float = 0.84) -> np.ndarray:
+
+def render_glyph_mask(char: str, face: FontFace, size: int = 128, fill: float = GLYPH_FILL) -> np.ndarray:
     """Ink coverage of `char` in `face` as float32 in [0, 1], shape (size, size).
 
     The glyph's ink box is scaled (aspect kept) so its longer side spans `fill * size`, and centred:

@@ -26,6 +26,7 @@ from scipy import sparse
 from scipy.sparse import csgraph
 
 from .errors import DatagenError
+from .files import open_image
 from .fonts import default_cache_dir
 from .pages import tile_origins
 
@@ -412,8 +413,6 @@ def evaluate_localizer(model, pages_dir: str | Path, conf: float = 0.25, iou: fl
     """
     import json
 
-    from PIL import Image
-
     pages = sorted(Path(pages_dir).glob("*.json"))[:limit]
     if not pages:
         raise DatagenError(f"{pages_dir}: no page truth files (*.json beside the page images)")
@@ -421,7 +420,7 @@ def evaluate_localizer(model, pages_dir: str | Path, conf: float = 0.25, iou: fl
     start = time.perf_counter()
     for truth_path in pages:
         truth = json.loads(truth_path.read_text(encoding="utf-8"))
-        image = np.asarray(Image.open(truth_path.with_suffix(".jpg")).convert("RGB"))
+        image = np.asarray(open_image(truth_path.with_suffix(".jpg")))
         boxes = detect([image], model, conf=min(conf, 0.01), iou=iou, tile=tile, overlap=overlap)[0]
         gt = np.array([c["box"] for c in truth["chars"]], np.float64).reshape(-1, 4)
         predictions.append(boxes)

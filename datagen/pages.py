@@ -14,7 +14,6 @@ a NomNaOCR-style patch with a `path<TAB>text` line. Every page is deterministic 
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import multiprocessing
@@ -33,7 +32,7 @@ from .charsets import load_charset
 from .errors import DatagenError, GlyphMissingError
 from .fonts import FontFace, default_faces, faces_coverage
 from .glyphs import render_glyph_mask
-from .prints import lowfreq_noise, stroke_weight
+from .prints import jpeg_roundtrip, lowfreq_noise, stroke_weight
 
 CLASS_NAMES = {0: "char"}
 # A box cut by a tile border is labelled in that tile when at least this share of it is inside.
@@ -466,10 +465,7 @@ def _degrade(ink: np.ndarray, notes: np.ndarray, seals: list, rng: np.random.Gen
         img += rng.standard_normal(img.shape).astype(np.float32) * 8 * s * rng.uniform(0.3, 1.0)
     out = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
     if s > 0:  # scans are stored as JPEG
-        buffer = io.BytesIO()
-        out.save(buffer, format="JPEG", quality=int(rng.integers(40, 95)))
-        out = Image.open(io.BytesIO(buffer.getvalue()))
-        out.load()
+        out = jpeg_roundtrip(out, int(rng.integers(40, 95)))
     return np.asarray(out)
 
 

@@ -150,12 +150,17 @@ def degrade_print(
         tint = np.array([1.0, rng.uniform(0.93, 0.99), rng.uniform(0.80, 0.95)], np.float32)
         out = Image.fromarray(np.clip(np.asarray(out, np.float32)[..., None] * tint, 0, 255).astype(np.uint8))
     if s > 0:  # scans are stored as JPEG
-        buf = io.BytesIO()
-        quality = int(rng.integers(style.jpeg_quality_min, 95))
-        out.save(buf, format="JPEG", quality=quality)
-        out = Image.open(io.BytesIO(buf.getvalue()))
-        out.load()
+        out = jpeg_roundtrip(out, int(rng.integers(style.jpeg_quality_min, 95)))
     return np.asarray(out)
+
+
+def jpeg_roundtrip(image: Image.Image, quality: int) -> Image.Image:
+    """The image as it comes back from a JPEG file of `quality` (scans are stored as JPEG)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    out = Image.open(io.BytesIO(buffer.getvalue()))
+    out.load()
+    return out
 
 
 def render_print(

@@ -21,6 +21,7 @@ from PIL import Image
 
 from .charsets import load_charset
 from .errors import DatagenError
+from .files import open_image
 from .fonts import FontFace, default_faces, distinct_faces, faces_coverage, resolve_fonts
 from .glyphs import render_glyph_mask
 from .parallel import imap_progress
@@ -166,7 +167,7 @@ def preview_sheet(dataset: str | Path, out_path: str | Path, n: int = 6, tile: i
         raise DatagenError(f"{dataset / 'labels.csv'} lists no queries")
     sheet = Image.new("L", (2 * tile, tile * len(pairs)), 255)
     for row, (query, block) in enumerate(pairs):
-        q = Image.open(dataset / "queries" / query).convert("L").resize((tile, tile))
+        q = open_image(dataset / "queries" / query, "L").resize((tile, tile))
         d = Image.fromarray(mesh_depth_views(dataset / "database" / block, size=tile, views=1)[0])
         sheet.paste(q, (0, row * tile))
         sheet.paste(d, (tile, row * tile))

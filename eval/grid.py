@@ -5,7 +5,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from datagen.errors import ImageReadError
+from datagen.files import open_image
 
 from .metrics import EvalError
 
@@ -74,12 +77,10 @@ def _open(image: ImageLike) -> Image.Image:
     if isinstance(image, np.ndarray):
         pixels = image if image.dtype == np.uint8 else (np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
         return Image.fromarray(pixels)
-    path = Path(image)
     try:
-        with Image.open(path) as opened:
-            return opened.copy()
-    except (FileNotFoundError, UnidentifiedImageError, OSError) as exc:
-        raise EvalError(f"cannot read image {path}: {exc}") from exc
+        return open_image(image, "RGB")
+    except ImageReadError as exc:
+        raise EvalError(f"cannot read image {image}: {exc}") from exc
 
 
 def _query_caption(query: ImageLike) -> str:

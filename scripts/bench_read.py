@@ -99,7 +99,7 @@ def main() -> None:
 
     if args.big:
         largest = max(truths, key=lambda path: pixels[path])
-        page = Image.open(largest.with_suffix(".jpg")).convert("RGB")
+        page = open_image(largest.with_suffix(".jpg"))
         big = np.asarray(page.resize((page.width * args.big, page.height * args.big), Image.BICUBIC))
         truth = json.loads(largest.read_text(encoding="utf-8"))
         truth["chars"] = [{**c, "box": [v * args.big for v in c["box"]]} for c in truth["chars"]]
