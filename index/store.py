@@ -67,6 +67,10 @@ class SearchResult:
         """The ids found for one query, best first."""
         return [self.stored_items[p]["id"] for p in self.positions[query] if p >= 0]
 
+    def l2_distances(self, query: int) -> list[float]:
+        """Euclidean distances of the items found for one query, best first (an L2 index holds squares)."""
+        return [float(np.sqrt(max(d, 0.0))) for d, p in zip(self.distances[query], self.positions[query]) if p >= 0]
+
 
 class EmbeddingIndex:
     """Embeddings of items (meshes, characters) in a FAISS index, searchable and saveable.

@@ -136,7 +136,7 @@ def query_index(index: EmbeddingIndex, model: Embedder, images: Sequence[str | P
     results = []
     for q, path in enumerate(images):
         items = found.items(q)
-        dists = [float(np.sqrt(max(d, 0.0))) for d in found.distances[q][: len(items)]]
+        dists = found.l2_distances(q)
         results.append(QueryResult(str(path), [it["id"] for it in items], [it.get("label", "") for it in items],
                                    dists, [it.get("source", "") for it in items]))
     return results

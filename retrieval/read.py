@@ -68,9 +68,8 @@ def read_boxes(image: np.ndarray, boxes: np.ndarray, index, embedder, k: int = 5
     found = index.search(embeddings, k=k, model=embedder.fingerprint())
     chars = []
     for n, box in enumerate(boxes):
-        distances = [float(np.sqrt(max(d, 0.0))) for d in found.distances[n]]
         candidates = [{"label": item.get("label", ""), "id": item["id"], "distance": round(dist, 4)}
-                      for item, dist in zip(found.items(n), distances)]
+                      for item, dist in zip(found.items(n), found.l2_distances(n))]
         chars.append({"box": [round(float(v), 1) for v in box[:4]], "score": round(float(box[4]), 4),
                       "candidates": candidates})
     return chars

@@ -35,6 +35,8 @@ def test_flat_search_is_exact_and_results_carry_items() -> None:
     assert result.ids(3)[0] == "3.stl"
     assert result.items(3)[0] == {"id": "3.stl", "label": chr(0x4E00 + 3), "source": "db/3.stl"}
     assert len(result) == 9
+    true = np.linalg.norm(vectors[result.positions[3]] - queries[3], axis=1)
+    np.testing.assert_allclose(result.l2_distances(3), true, rtol=1e-4, atol=1e-5)
 
 
 def test_inner_product_orders_by_largest_product() -> None:
