@@ -206,14 +206,10 @@ def _cmd_retrieval_set(args: argparse.Namespace) -> None:
 
 
 def _cmd_training_set(args: argparse.Namespace) -> None:
-    from .fonts import default_faces, resolve_fonts
+    from .fonts import choose_faces
     from .training_set import TrainingSetConfig, generate_training_set
 
-    faces = resolve_fonts(args.fonts) if args.fonts else default_faces()
-    excluded = [n.casefold() for n in args.exclude_fonts]
-    faces = [f for f in faces if not any(n in f.label.casefold() for n in excluded)]
-    if not faces:
-        raise DatagenError("no font faces left after --exclude-fonts")
+    faces = choose_faces(args.fonts, args.exclude_fonts)
     config = TrainingSetConfig(charset=args.charset, chars=args.chars, skip_chars=args.skip_chars,
                                fonts=[f.label for f in faces], faces_per_char=args.faces_per_char,
                                prints_per_class=args.prints, depth_per_class=args.views, size=args.size,

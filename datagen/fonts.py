@@ -162,9 +162,32 @@ def distinct_faces(faces: Sequence[FontFace]) -> list[FontFace]:
     return sorted(chosen.values())
 
 
+def split_by_name(faces: Sequence[FontFace], name_parts: Sequence[str]) -> tuple[list[FontFace], list[FontFace]]:
+    """(faces whose label contains none of `name_parts`, faces whose label contains one), ignoring case:
+    how faces are held out of training and testing."""
+    needles = [part.casefold() for part in name_parts]
+    named = [f for f in faces if any(n in f.label.casefold() for n in needles)]
+    return [f for f in faces if f not in named], named
+
+
+def choose_faces(fonts: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[FontFace]:
+    """The faces a generator command uses: `fonts` (names or paths; default every installed design)
+    less those whose label contains a part of `exclude`; DatagenError when none is left."""
+    faces, _ = split_by_name(resolve_fonts(fonts) if fonts else default_faces(), exclude)
+    if not faces:
+        raise DatagenError("no font faces left after --exclude-fonts")
+    return faces
+
+
 def default_faces() -> list[FontFace]:
-    """The faces generators use when none are named: every distinct installed design."""
-    return distinct_faces(discover_fonts())
+    """The faces generators use when none are named: every distinct installed design (the font folders
+    are scanned once per process; scanning and reading every name table takes ~0.1 s)."""
+    return list(_installed_designs())
+
+
+@lru_cache(maxsize=1)
+def _installed_designs() -> tuple[FontFace, ...]:
+    return tuple(distinct_faces(discover_fonts()))
 
 
 @lru_cache(maxsize=64)

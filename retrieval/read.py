@@ -16,7 +16,6 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from datagen.align import MIN_SCORE_GAP, square_crop
-from datagen.errors import DatagenError
 from datagen.files import list_images, open_image
 from datagen.fonts import FontFace, default_faces, face_cmap, load_pil_font
 from datagen.localize import column_order, detect
@@ -305,14 +304,10 @@ def _cmd_read(args: argparse.Namespace) -> None:
 
 
 def _cmd_pages(args: argparse.Namespace) -> None:
-    from datagen.fonts import resolve_fonts
+    from datagen.fonts import choose_faces
     from datagen.pages import generate_pages
 
-    faces = resolve_fonts(args.fonts) if args.fonts else default_faces()
-    excluded = [n.casefold() for n in args.exclude_fonts]
-    faces = [f for f in faces if not any(n in f.label.casefold() for n in excluded)]
-    if not faces:
-        raise DatagenError("no font faces left after --exclude-fonts")
+    faces = choose_faces(args.fonts, args.exclude_fonts)
     summary = generate_pages(args.out, args.n, seed=args.seed, faces=faces, size=args.size, overlap=args.overlap,
                              val_share=args.val_share, charset=args.charset, workers=args.workers)
     print(f"{summary['pages']} pages ({summary['characters']} characters, {summary['yolo_images']} YOLO images, "

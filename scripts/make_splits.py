@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from datagen.charsets import load_charset
-from datagen.fonts import default_faces, faces_coverage
+from datagen.fonts import default_faces, faces_coverage, split_by_name
 
 TEST_FACES = ["UMing", "UKai", "IPAmj", "WenKai", "Serif CJK TC SemiBold"]
 
@@ -34,8 +34,7 @@ def main() -> None:
     args = parser.parse_args()
 
     faces = default_faces()
-    held_out = [f for f in faces if any(p.casefold() in f.label.casefold() for p in args.test_faces)]
-    train_faces = [f for f in faces if f not in held_out]
+    train_faces, held_out = split_by_name(faces, args.test_faces)
     chars = load_charset(args.charset)
     coverage = faces_coverage(faces, chars)
     test_drawable = {c for c in chars if sum(c in coverage[f] for f in held_out) >= 2}

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from datagen.align import MIN_SCORE_GAP, align_patches, verify_crops  # noqa: E402
-from datagen.fonts import default_faces  # noqa: E402
+from datagen.fonts import default_faces, split_by_name  # noqa: E402
 from datagen.localize import (default_weights_path, detect, evaluate_localizer, load_localizer,  # noqa: E402
                               train_localizer)
 from datagen.pages import generate_pages, page_fonts  # noqa: E402
@@ -34,10 +34,7 @@ HELD_OUT_FONTS = ("TW-Sung", "AR PL UKai", "Noto Sans CJK TC Medium", "KouzanBru
 
 def split_faces(held_out: list[str]) -> tuple[list, list]:
     """(training faces, held-out faces) among the installed faces that pages can use."""
-    usable = [font.face for font in page_fonts(default_faces())]
-    needles = [name.casefold() for name in held_out]
-    test = [f for f in usable if any(n in f.label.casefold() for n in needles)]
-    train = [f for f in usable if f not in test]
+    train, test = split_by_name([font.face for font in page_fonts(default_faces())], held_out)
     if not train or not test:
         raise SystemExit(f"need faces on both sides of the split; held out {[f.label for f in test]}")
     return train, test

@@ -13,12 +13,14 @@ from datagen.errors import DatagenError, FontError, GlyphMissingError
 from datagen.fonts import (
     FontFace,
     coverage_table,
+    choose_faces,
     covering_faces,
     discover_fonts,
     face_coverage,
     faces_coverage,
     format_coverage_table,
     resolve_fonts,
+    split_by_name,
 )
 from datagen.glyphs import render_glyph_mask
 
@@ -165,3 +167,12 @@ def test_corrupt_font_file_raises_font_error(tmp_path):
         face_coverage(FontFace(junk), TINY_DRAWN, cache_dir=tmp_path)
     with pytest.raises(FontError, match="gone.ttf"):
         face_coverage(FontFace(tmp_path / "gone.ttf"), TINY_DRAWN, cache_dir=tmp_path)
+
+
+def test_faces_are_held_out_and_excluded_by_name_parts(tiny_font, tiny_font_alt):
+    faces = [tiny_font, tiny_font_alt]
+    assert split_by_name(faces, ["bold"]) == ([tiny_font], [tiny_font_alt])  # case ignored
+    assert split_by_name(faces, []) == (faces, [])
+    assert choose_faces([str(tiny_font.path), str(tiny_font_alt.path)], ["Tiny Bold"]) == [tiny_font]
+    with pytest.raises(DatagenError, match="no font faces left after --exclude-fonts"):
+        choose_faces([str(tiny_font.path)], ["sinonom"])
