@@ -4,13 +4,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import struct
 import warnings
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +17,7 @@ from fontTools.ttLib import TTCollection, TTFont, TTLibError
 from PIL import ImageFont
 
 from .errors import DatagenError, FontError
+from .parallel import imap_progress
 
 
 @dataclass(frozen=True, order=True)
@@ -311,13 +310,10 @@ def face_coverage(face: FontFace, chars: Sequence[str], cache_dir: str | Path | 
     Results are cached as JSON per face and character list under `cache_dir` (default
     default_cache_dir()), keyed by the font file's path, face index, mtime and size and the list's hash.
     """
-    _check_file(face)
-    chars = list(dict.fromkeys(chars))
     if not use_cache:
-        return _measure_coverage(face, chars)
-    folder = Path(cache_dir) if cache_dir else default_cache_dir()
-    cached = _cached_coverage(face, chars, folder)
-    return cached if cached is not None else _measure_and_cache(face, chars, folder)
+        _check_file(face)
+        return _measure_coverage(face, list(dict.fromkeys(chars)))
+    return faces_coverage([face], chars, cache_dir, workers=1)[face]
 
 
 def _measure_job(job: tuple[FontFace, list[str], Path]) -> frozenset[str]:
@@ -336,11 +332,7 @@ def faces_coverage(faces: Sequence[FontFace], chars: Sequence[str], cache_dir: s
     todo = [face for face, covered in coverage.items() if covered is None]
     workers = min(workers or min(2, os.cpu_count() or 1), len(todo))
     jobs = [(face, chars, folder) for face in todo]
-    if workers <= 1:
-        coverage.update((face, _measure_job(job)) for face, job in zip(todo, jobs))
-    else:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            coverage.update(zip(todo, pool.map(_measure_job, jobs)))
+    coverage.update(zip(todo, imap_progress(_measure_job, jobs, workers, progress=False, chunksize=1)))
     return coverage
 
 
