@@ -70,6 +70,12 @@ def square_crop(gray: np.ndarray, box: Sequence[float], fill: float = GLYPH_FILL
     return canvas
 
 
+def crops_of(image: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
+    """Square grey crops of the boxes of an RGB image, framed like the font templates of a character index."""
+    gray = np.asarray(Image.fromarray(image).convert("L"))
+    return [square_crop(gray, box) for box in boxes]
+
+
 @dataclass
 class PatchResult:
     """One patch: its transcript and, when aligned, one box per character (reading order)."""
@@ -133,11 +139,11 @@ def align_patches(list_file: str | Path, out: str | Path, detector: Detector, li
                 result.found = len(boxes)
                 result.boxes, result.status = align_boxes(boxes, text, min_gap)
             if result.status == "aligned":
-                gray = np.asarray(Image.fromarray(image).convert("L"))
-                for position, (char, box) in enumerate(zip(text, result.boxes)):
+                crops = crops_of(image, result.boxes)
+                for position, (char, box, crop) in enumerate(zip(text, result.boxes, crops)):
                     rel = Path("crops") / char / f"{path.stem}_{position:03d}.png"
                     (out / rel).parent.mkdir(exist_ok=True)
-                    Image.fromarray(square_crop(gray, box)).save(out / rel)
+                    Image.fromarray(crop).save(out / rel)
                     writer.writerow([rel.as_posix(), char, str(path), position,
                                      *(round(float(v), 1) for v in box[:4]), round(float(box[4]), 4)])
             results.append(result)

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from datagen.align import MIN_SCORE_GAP, square_crop
+from datagen.align import MIN_SCORE_GAP, crops_of
 from datagen.files import list_images, open_image
 from datagen.fonts import FontFace, default_faces, face_cmap, load_pil_font
 from datagen.localize import column_order, detect
@@ -49,12 +49,6 @@ def locate_page(image: np.ndarray, localizer, options: DetectOptions = DetectOpt
         renumbered.append(list(range(start, start + len(column))))
         start += len(column)
     return ordered, renumbered
-
-
-def crops_of(image: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
-    """Square grey crops of the boxes, framed like the font templates of a character index."""
-    gray = np.asarray(Image.fromarray(image).convert("L"))
-    return [square_crop(gray, box) for box in boxes]
 
 
 def read_boxes(image: np.ndarray, boxes: np.ndarray, index, embedder, k: int = 5) -> list[dict]:

@@ -8,11 +8,12 @@ import pytest
 from PIL import Image
 
 from conftest import TINY_DRAWN
+from datagen.align import crops_of
 from datagen.pages import PageConfig, page_fonts, render_page
 from datagen.prints import render_print
 from retrieval.cli import main
 from retrieval.embed import embed_arrays
-from retrieval.read import crops_of, read_boxes
+from retrieval.read import read_boxes
 
 CONFIG = PageConfig(cell_px=(30.0, 40.0), columns=(3, 5), rows=(5, 8), note_prob=0.5)
 
