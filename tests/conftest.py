@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny fonts built by fontTools in a temporary folder (no system fonts needed)."""
+"""Shared fixtures: tiny fonts built by fontTools in a temporary folder (no system fonts needed), one torch
+thread for model tests, and `run_cli` to run the CLI in-process."""
 from __future__ import annotations
 
 import pytest
@@ -40,3 +41,26 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     mp.setenv("SINONOM_CACHE", str(tmp_path_factory.mktemp("cache")))
     yield
     mp.undo()
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine two spinning threads can run 20x slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def run_cli(capsys: pytest.CaptureFixture, *argv: object) -> tuple[int, str, str]:
+    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
+    from retrieval.cli import main
+
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse usage errors and --help
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -9,20 +9,10 @@ import sys
 import pytest
 from PIL import Image
 
-from conftest import TINY_DRAWN
+from conftest import TINY_DRAWN, run_cli
 from retrieval.cli import main
 
 CHARS = TINY_DRAWN[:6]
-
-
-def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
-    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse usage errors and --help
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -42,29 +32,29 @@ def workspace(tmp_path_factory, tiny_font, tiny_font_alt):
 
 
 def test_help_teaches_every_command(capsys):
-    code, out, _ = run(capsys, "--help")
+    code, out, _ = run_cli(capsys, "--help")
     assert code == 0
     for command in ("datagen", "train", "build-index", "query", "benchmark", "demo"):
         assert command in out
     for command in (["build-index"], ["query"], ["datagen", "retrieval-set"], ["datagen", "depth"]):
-        code, out, _ = run(capsys, *command, "--help")
+        code, out, _ = run_cli(capsys, *command, "--help")
         assert code == 0 and "example" in out
 
 
 def test_charset_and_fonts_commands(capsys, tiny_font):
-    assert run(capsys, "datagen", "charset", CHARS, "--count")[1].strip() == "6"
-    code, out, _ = run(capsys, "datagen", "fonts", "--charset", CHARS, "--font", str(tiny_font.path), "--no-system")
+    assert run_cli(capsys, "datagen", "charset", CHARS, "--count")[1].strip() == "6"
+    code, out, _ = run_cli(capsys, "datagen", "fonts", "--charset", CHARS, "--font", str(tiny_font.path), "--no-system")
     assert code == 0 and "SinoNom Tiny" in out and "6" in out
 
 
 def test_print_block_and_depth_commands(capsys, tmp_path, tiny_font):
-    code, out, _ = run(capsys, "datagen", "print", CHARS[0], "--font", str(tiny_font.path), "--count", "2",
+    code, out, _ = run_cli(capsys, "datagen", "print", CHARS[0], "--font", str(tiny_font.path), "--count", "2",
                        "--out", tmp_path / "prints")
     assert code == 0 and len(list((tmp_path / "prints").glob("*.png"))) == 2
-    code, out, _ = run(capsys, "datagen", "block", CHARS[0], "--font", str(tiny_font.path), "--resolution", "48",
+    code, out, _ = run_cli(capsys, "datagen", "block", CHARS[0], "--font", str(tiny_font.path), "--resolution", "48",
                        "--out", tmp_path / "b.ply")
     assert code == 0 and (tmp_path / "b.ply").is_file()
-    code, out, _ = run(capsys, "datagen", "depth", tmp_path / "b.ply", "--out", tmp_path / "views", "--views", "3",
+    code, out, _ = run_cli(capsys, "datagen", "depth", tmp_path / "b.ply", "--out", tmp_path / "views", "--views", "3",
                        "--size", "48")
     assert code == 0 and "views/s" in out
     assert Image.open(tmp_path / "views" / "b_v2.png").size == (48, 48)
@@ -72,20 +62,20 @@ def test_print_block_and_depth_commands(capsys, tmp_path, tiny_font):
 
 def test_build_index_query_and_grid(capsys, workspace, tmp_path):
     index = tmp_path / "index"
-    code, out, err = run(capsys, "build-index", "--meshes", workspace["set"] / "database", "--model",
+    code, out, err = run_cli(capsys, "build-index", "--meshes", workspace["set"] / "database", "--model",
                          workspace["model"], "--out", index, "--workers", "0")
     assert code == 0, err
     assert "10 items" in out and (index / "model.pt").is_file() and (index / "build.json").is_file()
     queries = workspace["set"] / "queries"
-    code, out, err = run(capsys, "query", queries / "0.png", "--index", index, "-k", "3")
+    code, out, err = run_cli(capsys, "query", queries / "0.png", "--index", index, "-k", "3")
     assert code == 0 and len(out.strip().splitlines()) == 1 + 3
-    code, out, _ = run(capsys, "query", queries, "--index", index, "-k", "5", "--json")
+    code, out, _ = run_cli(capsys, "query", queries, "--index", index, "-k", "5", "--json")
     answers = json.loads(out)
     assert len(answers) == 5 and all(len(a["ids"]) == 5 and a["distances"] == sorted(a["distances"]) for a in answers)
-    code, out, _ = run(capsys, "query", queries, "--index", index, "--csv")
+    code, out, _ = run_cli(capsys, "query", queries, "--index", index, "--csv")
     rows = list(csv.reader(out.splitlines()))
     assert rows[0] == ["query", "label"] and len(rows) == 6 and len(rows[1][1].split(",")) == 5
-    code, _, err = run(capsys, "query", queries / "1.png", "--index", index, "--grid", tmp_path / "g.png")
+    code, _, err = run_cli(capsys, "query", queries / "1.png", "--index", index, "--grid", tmp_path / "g.png")
     assert code == 0 and Image.open(tmp_path / "g.png").size[0] > 128 * 5
 
 
@@ -96,20 +86,20 @@ def test_add_to_index_and_template_index(capsys, workspace, tmp_path, tiny_font,
     first.mkdir(), rest.mkdir()
     for n, path in enumerate(database):
         (first if n < 4 else rest).joinpath(path.name).write_bytes(path.read_bytes())
-    assert run(capsys, "build-index", "--meshes", first, "--model", workspace["model"], "--out", index,
+    assert run_cli(capsys, "build-index", "--meshes", first, "--model", workspace["model"], "--out", index,
                "--workers", "0")[0] == 0
-    code, out, err = run(capsys, "build-index", "--meshes", rest, "--out", index, "--add", "--workers", "0")
+    code, out, err = run_cli(capsys, "build-index", "--meshes", rest, "--out", index, "--add", "--workers", "0")
     assert code == 0 and "10 items" in out, err
     chars_index = tmp_path / "chars"
-    code, out, err = run(capsys, "build-index", "--fonts", str(tiny_font.path), "--fonts", str(tiny_font_alt.path),
+    code, out, err = run_cli(capsys, "build-index", "--fonts", str(tiny_font.path), "--fonts", str(tiny_font_alt.path),
                          "--chars", CHARS, "--model", workspace["model"], "--out", chars_index)
     assert code == 0 and "12 items" in out, err
-    code, out, _ = run(capsys, "query", workspace["set"] / "queries" / "0.png", "--index", chars_index, "--json")
+    code, out, _ = run_cli(capsys, "query", workspace["set"] / "queries" / "0.png", "--index", chars_index, "--json")
     assert set(json.loads(out)[0]["labels"]) <= set(CHARS)
 
 
 def test_benchmark_writes_course_predictions(capsys, workspace, tmp_path):
-    code, out, err = run(capsys, "benchmark", workspace["set"], "--model", workspace["model"], "--baselines",
+    code, out, err = run_cli(capsys, "benchmark", workspace["set"], "--model", workspace["model"], "--baselines",
                          "--out", tmp_path / "bench", "--workers", "1")
     assert code == 0, err
     assert "raw pixels" in out and "HOG" in out and "MRR@5" in out
@@ -127,7 +117,7 @@ def test_benchmark_writes_course_predictions(capsys, workspace, tmp_path):
 def test_bad_input_is_one_clear_line(capsys, workspace, tmp_path, case):
     index = tmp_path / "index"
     if case in ("unreadable image", "wrong model"):
-        assert run(capsys, "build-index", "--meshes", workspace["set"] / "database", "--model", workspace["model"],
+        assert run_cli(capsys, "build-index", "--meshes", workspace["set"] / "database", "--model", workspace["model"],
                    "--out", index, "--workers", "0")[0] == 0
     if case == "unreadable image":
         (tmp_path / "bad.png").write_bytes(b"not a png")
@@ -156,7 +146,7 @@ def test_bad_input_is_one_clear_line(capsys, workspace, tmp_path, case):
                         "--out", index], "no.pt"
     else:
         argv, expect = ["datagen", "print", CHARS[0], "--font", "no-such-face", "--out", tmp_path], "no-such-face"
-    code, out, err = run(capsys, *argv)
+    code, out, err = run_cli(capsys, *argv)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and expect in lines[0] and "Traceback" not in err

@@ -12,13 +12,7 @@ from retrieval.config import ConfigError
 from retrieval.models import (CheckpointError, create_embedder, list_variants, load_embedder, preprocess,
                               register_variant, variant_defaults)
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two spinning threads can run 20x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 REQUIRED_VARIANTS = {"efficientnet_b0", "caformer_s18", "resnet18", "resnet10t"}

@@ -7,25 +7,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import TINY_DRAWN
+from conftest import TINY_DRAWN, run_cli
 from datagen.align import crops_of
 from datagen.pages import PageConfig, page_fonts, render_page
 from datagen.prints import render_print
-from retrieval.cli import main
 from retrieval.embed import embed_arrays
 from retrieval.read import read_boxes
 
 CONFIG = PageConfig(cell_px=(30.0, 40.0), columns=(3, 5), rows=(5, 8), note_prob=0.5)
-
-
-def run(capsys: pytest.CaptureFixture, *argv: object) -> tuple[int, str, str]:
-    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +72,7 @@ def test_locate_and_read_end_to_end(capsys, workspace):
     root = workspace["root"]
     assert max(workspace["page"].image.shape[:2]) <= 640
     weights = ["--localizer", root / "localizer.pt", "--conf", "0.0001", "--tile", "640", "--overlap", "64"]
-    code, out, err = run(capsys, "locate", root / "page.jpg", "--json", root / "boxes.json", "--crops",
+    code, out, err = run_cli(capsys, "locate", root / "page.jpg", "--json", root / "boxes.json", "--crops",
                          root / "crops", *weights)
     assert code == 0, err
     located = json.loads((root / "boxes.json").read_text())
@@ -94,7 +83,7 @@ def test_locate_and_read_end_to_end(capsys, workspace):
     assert len(list((root / "crops" / "page").glob("*.png"))) == len(boxes)
     assert "pages/s" in err
 
-    code, out, err = run(capsys, "read", root / "page.jpg", "--index", root / "index", "-k", "3", "--json",
+    code, out, err = run_cli(capsys, "read", root / "page.jpg", "--index", root / "index", "-k", "3", "--json",
                          root / "read.json", "--overlay", root / "overlay.png", *weights)
     assert code == 0, err
     result = json.loads((root / "read.json").read_text(encoding="utf-8"))[0]
@@ -105,7 +94,7 @@ def test_locate_and_read_end_to_end(capsys, workspace):
     assert "".join(lines) == "".join(c["candidates"][0]["label"] for c in result["chars"])
     height, width = workspace["page"].image.shape[:2]
     assert Image.open(root / "overlay.png").size == (2 * width + 8, height)
-    code, out, _ = run(capsys, "read", root / "page.jpg", root / "page.jpg", "--index", root / "index", "--json", "-",
+    code, out, _ = run_cli(capsys, "read", root / "page.jpg", root / "page.jpg", "--index", root / "index", "--json", "-",
                        "--overlay", root / "many.png", *weights)
     assert code == 0 and len(json.loads(out)) == 2 and (root / "many_page.png").is_file()
 
@@ -113,15 +102,15 @@ def test_locate_and_read_end_to_end(capsys, workspace):
 def test_bad_pages_weights_and_index_are_one_line_errors(capsys, workspace, tmp_path):
     root = workspace["root"]
     weights = ["--localizer", root / "localizer.pt"]
-    code, _, err = run(capsys, "locate", tmp_path / "absent.jpg", *weights)
+    code, _, err = run_cli(capsys, "locate", tmp_path / "absent.jpg", *weights)
     assert code == 2 and "absent.jpg: no such file" in err and len(err.strip().splitlines()) == 1
     broken = tmp_path / "broken.jpg"
     broken.write_text("not an image")
-    code, _, err = run(capsys, "read", broken, "--index", root / "index", *weights)
+    code, _, err = run_cli(capsys, "read", broken, "--index", root / "index", *weights)
     assert code == 2 and "broken.jpg: not a readable image" in err and len(err.strip().splitlines()) == 1
-    code, _, err = run(capsys, "locate", root / "page.jpg", "--localizer", tmp_path / "none.pt")
+    code, _, err = run_cli(capsys, "locate", root / "page.jpg", "--localizer", tmp_path / "none.pt")
     assert code == 2 and "none.pt: no such localiser weights file" in err
-    code, _, err = run(capsys, "read", root / "page.jpg", "--index", tmp_path / "no_index", *weights)
+    code, _, err = run_cli(capsys, "read", root / "page.jpg", "--index", tmp_path / "no_index", *weights)
     assert code == 2 and "no_index" in err and len(err.strip().splitlines()) == 1
 
 

@@ -15,13 +15,7 @@ from retrieval.models import CheckpointError, Embedder, load_checkpoint, load_em
 from retrieval.train import train
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two spinning threads can run 20x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def read_log(out_dir: Path) -> list[dict]:
