@@ -12,7 +12,8 @@ from typing import Any
 import faiss
 import numpy as np
 
-METRICS = {"l2": faiss.METRIC_L2, "ip": faiss.METRIC_INNER_PRODUCT}
+from index.store import METRICS
+
 
 
 class EvalError(ValueError):

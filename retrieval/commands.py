@@ -194,11 +194,11 @@ def _cmd_benchmark(args: argparse.Namespace) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from .models import load_checkpoint, load_embedder
+    from .models import embedder_from_checkpoint, load_checkpoint
 
-    extra = load_checkpoint(args.checkpoint)["extra"]
-    path = load_embedder(args.checkpoint).save(args.out, extra={**extra, "exported_from": str(args.checkpoint)},
-                                              half=not args.full)
+    payload = load_checkpoint(args.checkpoint)
+    path = embedder_from_checkpoint(payload, args.checkpoint).save(
+        args.out, extra={**payload["extra"], "exported_from": str(args.checkpoint)}, half=not args.full)
     print(f"{path}: {path.stat().st_size / 1e6:.1f} MB")
 
 

@@ -119,12 +119,12 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Check enumerations and ranges; raise ConfigError naming the bad key."""
-        _one_of("loss.name", self.loss.name, LOSSES)
-        _one_of("loss.miner", self.loss.miner, MINERS)
-        _one_of("loss.distance", self.loss.distance, DISTANCES)
-        _one_of("amp", self.amp, AMP_MODES)
+        one_of("loss.name", self.loss.name, LOSSES)
+        one_of("loss.miner", self.loss.miner, MINERS)
+        one_of("loss.distance", self.loss.distance, DISTANCES)
+        one_of("amp", self.amp, AMP_MODES)
         if self.model.pool is not None:
-            _one_of("model.pool", self.model.pool, POOLS)
+            one_of("model.pool", self.model.pool, POOLS)
         for key, value in (("data.batch_size", self.data.batch_size), ("optim.epochs", self.optim.epochs),
                            ("log_every", self.log_every)):
             if value < 1:
@@ -179,7 +179,8 @@ class TrainConfig:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
 
 
-def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
+def one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    """ConfigError naming `key` unless `value` is one of `allowed`."""
     if value not in allowed:
         raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {value!r}")
 

@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import timm
@@ -20,7 +20,7 @@ import yaml
 from PIL import Image
 from torch import nn
 
-from retrieval.config import POOLS, ConfigError
+from retrieval.config import POOLS, ConfigError, one_of
 
 CHECKPOINT_FORMAT = "sinonom-embedder/1"
 DEFAULT_VARIANT = "resnet10t"
@@ -35,8 +35,7 @@ class CheckpointError(ConfigError):
 def register_variant(name: str, timm_name: str | None = None, *, input_size: int, embed_dim: int = 128,
                      mean: float = 0.5, std: float = 0.5, pool: str = "gem", **timm_kwargs: Any) -> None:
     """Register (or replace) a named variant: timm architecture plus its default head and transforms."""
-    if pool not in POOLS:
-        raise ConfigError(f"variant {name}: pool must be one of {', '.join(POOLS)}; got {pool!r}")
+    one_of(f"variant {name}: pool", pool, POOLS)
     _VARIANTS[name] = dict(timm_name=timm_name or name, input_size=input_size, embed_dim=embed_dim,
                            mean=mean, std=std, pool=pool, timm_kwargs=timm_kwargs)
 
@@ -121,10 +120,7 @@ class Embedder(nn.Module):
     def fingerprint(self) -> str:
         """Short stable hash of the config and every weight, to tie embeddings to the model made them."""
         digest = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode())
-        for key, tensor in sorted(self.state_dict().items()):
-            digest.update(key.encode())
-            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-        return digest.hexdigest()[:16]
+        return tensors_digest(sorted(self.state_dict().items()), digest)
 
     def save(self, path: str | Path, extra: dict[str, Any] | None = None,
              train_state: dict[str, Any] | None = None, half: bool = False) -> Path:
@@ -162,8 +158,7 @@ def resolve_config(backbone: str, embed_dim: int | None = None, in_chans: int = 
     """Variant defaults overridden by the explicit arguments: the dict an Embedder is built from."""
     defaults = variant_defaults(backbone)
     pool = pool or defaults["pool"]
-    if pool not in POOLS:
-        raise ConfigError(f"pool must be one of {', '.join(POOLS)}; got {pool!r}")
+    one_of("pool", pool, POOLS)
     config = {
         "backbone": backbone,
         "timm_name": defaults["timm_name"],
@@ -210,9 +205,23 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return payload
 
 
+def tensors_digest(named: Iterable[tuple[str, torch.Tensor]], digest: Any = None) -> str:
+    """Short hash of named tensors (names and exact bytes, in the order given), added to `digest` (sha256)."""
+    digest = digest or hashlib.sha256()
+    for name, tensor in named:
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def load_embedder(path: str | Path, map_location: str | torch.device = "cpu") -> Embedder:
     """Rebuild the Embedder saved at `path` (in eval mode), weights included."""
-    payload = load_checkpoint(path, map_location)
+    return embedder_from_checkpoint(load_checkpoint(path, map_location), path, map_location)
+
+
+def embedder_from_checkpoint(payload: dict[str, Any], path: str | Path,
+                             map_location: str | torch.device = "cpu") -> Embedder:
+    """The Embedder of a checkpoint already read by load_checkpoint (`path` names it in errors)."""
     try:
         model = Embedder(payload["config"])
         model.load_state_dict(payload["state_dict"])

@@ -8,7 +8,6 @@ M-per-class batches with a rank-dependent seed and only rank 0 logs, validates a
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -29,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from retrieval.config import ConfigError, LossConfig, TrainConfig
-from retrieval.models import CheckpointError, Embedder, create_embedder, load_checkpoint
+from retrieval.models import CheckpointError, Embedder, create_embedder, load_checkpoint, tensors_digest
 
 ValFn = Callable[[Embedder], dict[str, float]]
 
@@ -455,11 +454,7 @@ def _param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]
 
 def _param_checksum(module: nn.Module) -> str:
     """Short hash of the trainable parameters (not the per-rank BatchNorm running statistics)."""
-    digest = hashlib.sha256()
-    for name, param in module.named_parameters():
-        digest.update(name.encode())
-        digest.update(param.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]
+    return tensors_digest(module.named_parameters())
 
 
 def _warmup_cosine(total_steps: int, warmup_frac: float, min_lr_frac: float) -> Callable[[int], float]:
