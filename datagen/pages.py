@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -545,7 +546,8 @@ def _make_page(task: _PageTask) -> dict:
     out = Path(task.out)
     page = render_page((task.seed, task.index), _worker_fonts, task.config)
     name = f"page_{task.index:05d}"
-    _save_jpeg(page.image, out / "pages" / task.split / f"{name}.jpg")
+    page_jpeg = out / "pages" / task.split / f"{name}.jpg"
+    _save_jpeg(page.image, page_jpeg)
     truth = page.truth()
     (out / "pages" / task.split / f"{name}.json").write_text(json.dumps(truth, ensure_ascii=False), encoding="utf-8")
     boxes = np.array([c.box for c in page.chars], np.float64).reshape(-1, 4)
@@ -559,8 +561,8 @@ def _make_page(task: _PageTask) -> dict:
                 _save_jpeg(crop, images / f"{stem}.jpg")
                 kept = tile_boxes(boxes, tx, ty, task.tile)
                 (labels / f"{stem}.txt").write_text("\n".join(yolo_lines(kept, crop.shape[1], crop.shape[0])) + "\n")
-    else:
-        _save_jpeg(page.image, images / f"{name}.jpg")
+    else:  # the YOLO image is the page itself
+        shutil.copyfile(page_jpeg, images / f"{name}.jpg")
         (labels / f"{name}.txt").write_text("\n".join(yolo_lines(boxes, width, height)) + "\n")
     patch_rows = []
     for number, column in enumerate(page.columns):
@@ -613,7 +615,7 @@ def generate_pages(out: str | Path, n: int, seed: int = 0, faces: Sequence[FontF
                                        encoding="utf-8")
     data_yaml = out / "data.yaml"
     data_yaml.write_text(f"path: {out.resolve()}\ntrain: images/train\nval: images/{'val' if n_val else 'train'}\n"
-                         f"names:\n  0: char\n", encoding="utf-8")
+                         "names:\n" + "".join(f"  {k}: {v}\n" for k, v in CLASS_NAMES.items()), encoding="utf-8")
     summary = {"pages": n, "val_pages": n_val, "seed": seed, "tile": size, "overlap": overlap,
                "characters": sum(r["chars"] for r in results), "patches": len(patches),
                "yolo_images": sum(1 for _ in (out / "images").rglob("*.jpg")),
