@@ -103,11 +103,12 @@ def _plan(config: RetrievalSetConfig, out: Path, faces: Sequence[FontFace]) -> l
         per_char_faces.append(tuple(covering[i] for i in order[: 1 + config.distractors]))
     n_blocks = sum(len(f) for f in per_char_faces)
     block_numbers = rng.permutation(n_blocks) + config.start_id  # shuffled: block id says nothing of the query
+    drawn_by = {f: [c for c in chosen if c in coverage[f]] for f in faces}  # neighbours come from the same face
     tasks, cursor = [], 0
     for q, (char, char_faces) in enumerate(zip(chosen, per_char_faces)):
         ids = tuple(str(b) for b in block_numbers[cursor : cursor + len(char_faces)])
         cursor += len(char_faces)
-        pool = [c for c in chosen if c in coverage[char_faces[0]]]  # neighbours printed by the same face
+        pool = drawn_by[char_faces[0]]
         neighbours = tuple(pool[int(i)] for i in rng.integers(0, len(pool), 2))
         tasks.append(_CharTask(str(q + config.start_id), char, char_faces, ids, config.seed * 100003 + q,
                                config.strength, config.resolution, config.query_size,
