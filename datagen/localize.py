@@ -283,15 +283,20 @@ def _columns(boxes: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
         if near.any():
             labels[box] = labels[j[near][np.argmax(x_overlap[near])]]
     columns = [np.flatnonzero(labels == label) for label in np.unique(labels)]
-    spans = [c[~covering[c]] if (~covering[c]).any() else c for c in columns]  # a seal must not move its column
+    spans = [c[_regular(covering[c])] for c in columns]  # a seal must not move its column
     centres = [(x1[c].min() + x2[c].max()) / 2 for c in spans]
     return [columns[k] for k in np.argsort(centres, kind="stable")[::-1]], covering
+
+
+def _regular(covering: np.ndarray) -> np.ndarray:
+    """Mask of a column's boxes that cover no others (all of them when every box does): its real characters."""
+    return ~covering if (~covering).any() else np.ones(len(covering), bool)
 
 
 def _column_sequence(boxes: np.ndarray, members: np.ndarray, covering: np.ndarray) -> list[int]:
     """One column's boxes top to bottom; runs of double-line small characters right sub-column first."""
     x1, y1, x2, y2 = (boxes[members, k] for k in range(4))
-    regular = ~covering[members] if (~covering[members]).any() else np.ones(len(members), bool)
+    regular = _regular(covering[members])
     span_left, span_right = x1[regular].min(), x2[regular].max()
     span, centre = span_right - span_left, (span_left + span_right) / 2
     box_centres = (x1 + x2) / 2
