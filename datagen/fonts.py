@@ -189,16 +189,20 @@ def _installed_designs() -> tuple[FontFace, ...]:
     return tuple(distinct_faces(discover_fonts()))
 
 
+def _read_cmap(face: FontFace) -> tuple[dict[int, str], str]:
+    """The face's best cmap (code point -> glyph name) and the name of its glyph 0 (.notdef)."""
+    try:
+        with TTFont(str(face.path), fontNumber=face.index, lazy=True) as font:
+            return font.getBestCmap() or {}, font.getGlyphOrder()[0]
+    except FONT_READ_ERRORS as exc:
+        raise FontError(f"cannot read font {face.path} (face {face.index}): {exc}") from exc
+
+
 @lru_cache(maxsize=64)
 def face_cmap(face: FontFace) -> frozenset[int]:
     """Code points in the face's best cmap that map to a real glyph (not glyph 0)."""
-    try:
-        with TTFont(str(face.path), fontNumber=face.index, lazy=True) as font:
-            cmap = font.getBestCmap() or {}
-            notdef = font.getGlyphOrder()[0]
-            return frozenset(code for code, glyph in cmap.items() if glyph != notdef)
-    except FONT_READ_ERRORS as exc:
-        raise FontError(f"cannot read font {face.path}: {exc}") from exc
+    cmap, notdef = _read_cmap(face)
+    return frozenset(code for code, glyph in cmap.items() if glyph != notdef)
 
 
 # --- real coverage -----------------------------------------------------------------------------
@@ -221,10 +225,8 @@ def _measure_coverage(face: FontFace, chars: Sequence[str]) -> frozenset[str]:
     Placeholders: a glyph mapped from PLACEHOLDER_SHARE or more unified ideographs in the whole cmap,
     a bitmap that many requested unified ideographs render to, or the bitmap of .notdef.
     """
+    cmap, notdef = _read_cmap(face)
     try:
-        with TTFont(str(face.path), fontNumber=face.index, lazy=True) as font:
-            cmap = font.getBestCmap() or {}
-            notdef = font.getGlyphOrder()[0]
         pil_font = ImageFont.truetype(str(face.path), PROBE_PX, index=face.index,
                                       layout_engine=ImageFont.Layout.BASIC)
     except FONT_READ_ERRORS as exc:
