@@ -3,7 +3,8 @@
 Ultralytics reaches for the network in several places (online check, update and pip checks, usage
 events, plot fonts it downloads, integrations). `offline_ultralytics()` closes every one of them through
 ultralytics' own switches before anything else touches the library: YOLO_OFFLINE=1 (no online check,
-so no update checks, events or auto-installs), a private config dir with `sync` and every integration
+so no update checks or events), YOLO_AUTOINSTALL=False (never pip-installs a missing package such as
+the HEIF plugin it asks for on every unreadable image), a private config dir with `sync` and every integration
 off in its settings, and a local font copied to the names its plots look for (Arial.ttf,
 Arial.Unicode.ttf). AMP stays off: its check downloads a model.
 
@@ -12,6 +13,7 @@ tile border are dropped (the overlap shows them whole in the next tile) and dupl
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
@@ -31,6 +33,7 @@ from .fonts import default_cache_dir
 from .pages import tile_origins
 
 DEFAULT_WEIGHTS_NAME = "localizer.pt"
+ULTRALYTICS_LOGGER = "ultralytics"  # ultralytics.utils.LOGGING_NAME
 ULTRALYTICS_SETTINGS = {"sync": False, "clearml": False, "comet": False, "dvc": False, "mlflow": False,
                         "raytune": False, "tensorboard": False, "wandb": False, "vscode_msg": False,
                         "openvino_msg": False}
@@ -51,6 +54,7 @@ SPLIT_IOU = 0.1  # a false box overlapping a character this much is a piece of i
 def offline_ultralytics() -> ModuleType:
     """Import ultralytics with every network path closed (see the module doc); returns the module."""
     os.environ["YOLO_OFFLINE"] = "1"
+    os.environ["YOLO_AUTOINSTALL"] = "False"
     os.environ.setdefault("YOLO_CONFIG_DIR", str(default_cache_dir() / "ultralytics"))
     import ultralytics
     from ultralytics.utils import SETTINGS, USER_CONFIG_DIR
@@ -112,6 +116,9 @@ def load_localizer(path: str | Path | None = None):  # -> ultralytics.YOLO (impo
                 if path == default_weights_path() else "")
         raise DatagenError(f"{path}: no such localiser weights file{hint}")
     yolo = offline_ultralytics()
+    # Detection needs none of ultralytics' notes; its warnings (e.g. the missing HEIF plugin on an
+    # unreadable page) would come before our own one-line error.
+    logging.getLogger(ULTRALYTICS_LOGGER).setLevel(logging.ERROR)
     try:
         model = yolo.YOLO(str(path), task="detect")
     except Exception as exc:  # torch / ultralytics raise many types for a file that is not a checkpoint

@@ -160,3 +160,17 @@ def test_unreadable_images_stay_one_clear_error_once_ultralytics_is_imported(tmp
         open_image(tmp_path / "absent.png")
     Image.new("L", (4, 3), 9).save(tmp_path / "ok.png")
     assert np.asarray(open_image(tmp_path / "ok.png")).shape == (3, 4, 3)
+
+
+def test_an_unreadable_page_is_one_line_from_the_shell(workspace, tmp_path):
+    """Run as a user does (a fresh process, ultralytics' own log handler live): nothing but our one line,
+    and ultralytics does not try to install the HEIF plugin it asks for."""
+    import subprocess
+    import sys
+
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    done = subprocess.run([sys.executable, "-m", "retrieval.cli", "locate", str(broken), "--localizer",
+                           str(workspace["root"] / "localizer.pt")], capture_output=True, text=True)
+    output = (done.stdout + done.stderr).strip().splitlines()
+    assert done.returncode == 2 and output == [f"sinonom locate: error: {broken}: not a readable image (unknown format)"]
