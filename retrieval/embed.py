@@ -77,6 +77,10 @@ def _run(model: Embedder, dataset: Dataset, batch_size: int, workers: int, desc:
                 chunks.append(embed_tensors(model, batch))
     except DatagenError as exc:  # a worker's error arrives wrapped in its traceback text: keep its message
         last_line = str(exc).strip().splitlines()[-1]
+        # The re-raised worker error and its traceback form a reference cycle through the loader's
+        # iterator; cut it so the workers shut down now, not at interpreter exit (which kills them and
+        # prints a DataLoader traceback after our one-line error).
+        exc.__traceback__ = None
         raise type(exc)(last_line.split(": ", 1)[-1] if "Error: " in last_line else last_line) from None
     return np.concatenate(chunks) if chunks else np.zeros((0, model.embed_dim), np.float32)
 

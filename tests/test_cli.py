@@ -158,3 +158,29 @@ def test_building_the_cli_imports_no_heavy_library():
             "print(','.join(m for m in ('torch', 'open3d', 'ultralytics', 'timm', 'faiss') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == ""
+
+
+def test_a_worker_error_shuts_the_workers_down_at_once(tmp_path):
+    """A corrupt mesh met by a DataLoader worker: the error leaves no worker behind (otherwise interpreter
+    exit kills them and prints a DataLoader traceback after the one-line error). gc is off, as it may
+    well not run between the error and the exit."""
+    import gc
+    import multiprocessing
+    import time
+
+    from retrieval.embed import embed_meshes
+    from retrieval.models import create_embedder
+
+    corrupt = tmp_path / "corrupt.stl"
+    corrupt.write_text("solid x\nnot really\n")
+    model = create_embedder("resnet10t", embed_dim=8, input_size=32).eval()
+    gc.disable()
+    try:
+        with pytest.raises(ValueError, match="corrupt.stl is not an STL mesh"):
+            embed_meshes(model, [corrupt], workers=2, progress=False)
+        deadline = time.monotonic() + 10
+        while multiprocessing.active_children() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert multiprocessing.active_children() == []
+    finally:
+        gc.enable()
